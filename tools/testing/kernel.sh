@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build (or reuse) the rslab test kernel.
+#
+#   tools/testing/kernel.sh [--flavour NAME] [--no-patches]
+#
+# The kernel is cached under $RSLAB_CACHE/kbuild/<key>, where <key> hashes the
+# kernel source version, the config fragments, the patch series, the flavour
+# and the toolchain versions. A cache hit takes a second. On success the last
+# lines of stdout are KEY=value pairs (KDIR=..., etc.) for the Makefile.
+#
+# Flavours: "base" (tools/testing/configs/base.config) and "debug" (base plus
+# configs/debug.config). --no-patches builds the same kernel without our patch
+# series (used to prove rslab builds on a stock kernel); it reuses the patched
+# build's objects so that only mm/slub.o and the final link are redone.
+
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+FLAVOUR=base
+PATCHES=1
+while [ $# -gt 0 ]; do
+	case $1 in
+	--flavour) FLAVOUR=$2; shift 2 ;;
+	--no-patches) PATCHES=0; shift ;;
+	*) echo "kernel.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+
+# Bump when a change to this script changes what a build produces.
+CACHE_LAYOUT=1
+
+log() { printf '[kernel] %s\n' "$*" >&2; }
+die() { printf '[kernel] error: %s\n' "$*" >&2; exit 1; }
+
+eval "$("$here/setup.sh" | grep -E '^[A-Z_]+=')"
+CACHE=${RSLAB_CACHE:-$HOME/.cache/rslab}
+LLVM=${LLVM:--19}
+JOBS=${JOBS:-$(($(nproc) + 1))}
+export LIBCLANG_PATH
+
+fragments=("$here/configs/base.config")
+case $FLAVOUR in
+base) ;;
+debug) fragments+=("$here/configs/debug.config") ;;
+*) die "unknown flavour '$FLAVOUR' (base, debug)" ;;
+esac
+patches=()
+[ "$PATCHES" = 1 ] && patches=("$here"/patches/*.patch)
+
+key=$( {
+	echo "src $KSRC_VERSION flavour $FLAVOUR patches $PATCHES llvm $LLVM"
+	rustc --version
+	"$BINDGEN" --version
+	"clang$LLVM" --version | head -n1
+	cat "${fragments[@]}" ${patches[@]+"${patches[@]}"}
+	echo "layout $CACHE_LAYOUT"
+} | sha256sum | cut -c1-16)
+name="linux-$KSRC_VERSION-$FLAVOUR$([ "$PATCHES" = 1 ] || echo -nopatch)-$key"
+W="$CACHE/kbuild/$name"
+KDIR="$W/build"
+
+make_k() {
+	make -C "$W/src" O="$KDIR" LLVM="$LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
+		BINDGEN="$BINDGEN" "$@"
+}
+
+emit() {
+	echo "KDIR=$KDIR"
+	echo "KSRC_VERSION=$KSRC_VERSION"
+	echo "RUST_LIB_SRC=$RUST_LIB_SRC"
+	echo "BINDGEN=$BINDGEN"
+	echo "VENV=$VENV"
+	echo "LIBCLANG_PATH=$LIBCLANG_PATH"
+	echo "LLVM=$LLVM"
+	echo "KERNEL_NAME=$name"
+}
+
+if [ -f "$W/.done" ]; then
+	log "cached: $name"
+	emit
+	exit 0
+fi
+
+rm -rf "$W"
+mkdir -p "$W"
+
+# A hard-linked copy of the pristine source: cheap, and patch(1) replaces the
+# files it changes instead of writing through the links.
+log "preparing source tree $name"
+cp -al "$KSRC" "$W/src"
+for p in ${patches[@]+"${patches[@]}"}; do
+	log "applying $(basename "$p")"
+	patch -d "$W/src" -p1 --quiet --no-backup-if-mismatch < "$p" ||
+		die "patch $(basename "$p") does not apply to $KSRC_VERSION"
+done
+
+# For --no-patches, start from the patched build's objects when they exist.
+if [ "$PATCHES" = 0 ]; then
+	patched=$(ls -d "$CACHE/kbuild/linux-$KSRC_VERSION-$FLAVOUR-"*/.done 2>/dev/null | head -n1)
+	if [ -n "$patched" ]; then
+		log "seeding objects from $(basename "$(dirname "$patched")")"
+		cp -a "$(dirname "$patched")/build" "$KDIR"
+		# Make the reverted files newer than their objects.
+		touch "$W/src/mm/slub.c"
+	fi
+fi
+
+mkdir -p "$KDIR"
+if [ ! -f "$KDIR/.config" ]; then
+	log "configuring: allnoconfig + ${fragments[*]##*/}"
+	make_k -s allnoconfig >&2
+	"$W/src/scripts/kconfig/merge_config.sh" -m -O "$KDIR" "$KDIR/.config" \
+		"${fragments[@]}" >/dev/null
+	make_k -s olddefconfig >&2
+fi
+
+# Every option the fragments ask for must have survived Kconfig's dependency
+# resolution; a silently dropped CONFIG_RUST (toolchain not detected) is the
+# classic failure.
+bad=0
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*)
+		grep -qxF "$line" "$KDIR/.config" ||
+			{ log "config: wanted '$line', got '$(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)'"; bad=1; }
+		;;
+	"# CONFIG_"*" is not set")
+		opt=${line#\# }; opt=${opt%% *}
+		! grep -q "^$opt=" "$KDIR/.config" || { log "config: wanted $opt off"; bad=1; }
+		;;
+	esac
+done < <(cat "${fragments[@]}")
+if [ $bad = 1 ]; then
+	make_k rustavailable >&2 || true
+	die "the kernel configuration does not have what the fragments ask for"
+fi
+
+log "building $name with -j$JOBS (log: $W/build.log)"
+start=$(date +%s)
+set +e
+make_k -j"$JOBS" all > "$W/build.log" 2>&1 &
+pid=$!
+# Progress: one line a minute while the build runs.
+while kill -0 $pid 2>/dev/null; do
+	for _ in $(seq 60); do
+		kill -0 $pid 2>/dev/null || break
+		sleep 1
+	done
+	kill -0 $pid 2>/dev/null || break
+	n=$(grep -cE '^  (CC|RUSTC|AS|LD|AR|BINDGEN|EXPORTS|RUSTDOC)' "$W/build.log")
+	log "$n steps done, $(( ($(date +%s) - start) / 60 )) min elapsed, last: $(tail -n1 "$W/build.log" | cut -c1-70)"
+done
+wait $pid
+rc=$?
+set -e
+if [ $rc != 0 ]; then
+	grep -E 'error|Error' "$W/build.log" | head -n 30 >&2
+	die "kernel build failed (exit $rc); full log: $W/build.log"
+fi
+[ -f "$KDIR/Module.symvers" ] && [ -f "$KDIR/arch/x86/boot/bzImage" ] ||
+	die "build finished without bzImage or Module.symvers"
+log "built $name in $(( $(date +%s) - start )) s"
+touch "$W/.done"
+emit
