@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rslab: out-of-tree Rust-for-Linux module.
+#
+#   make run        boot the test kernel, load rslab and the samples, print the report
+#   make check      build everything and run every KUnit suite in the test kernel
+#   make modules    build the modules only
+#   make kernel     build (or reuse) the cached test kernel
+#   make clean
+#
+# With your own Rust-enabled kernel build: make KDIR=/path/to/build LLVM=1 [run|check]
+# Kbuild reads ./Kbuild, not this file, when the kernel builds the modules.
+
+export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
+
+TESTING := tools/testing
+
+.PHONY: all modules run check kernel clean
+
+all: modules
+
+modules run check kernel:
+	@$(TESTING)/rslab.sh $@
+
+clean:
+	rm -rf out
+	find rust samples \( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
+		-o -name '.*.cmd' -o -name '*.rmeta' -o -name '*.d' -o -name 'modules.order' \) -delete
+	rm -f Module.symvers modules.order

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# rslab's test driver; the Makefile's targets call it.
+#
+#   rslab.sh kernel              build (or reuse) the test kernel
+#   rslab.sh modules             build the modules against KDIR or the test kernel
+#   rslab.sh run                 boot, load rslab and the samples, print the report
+#   rslab.sh check               boot, run every KUnit suite, fail on any problem
+#
+# Environment: KDIR (use your own Rust-enabled kernel build instead of the test
+# kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
+# KVER (test kernel version, default 7.2), OUT (output directory, default out/),
+# RSLAB_CACHE (test kernel cache, default ~/.cache/rslab), NOPATCH=1 (test
+# kernel without the sheaf export patch), SLAB_DEBUG=1 (also boot with
+# slab_debug on the command line, for `check`).
+
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cmd=${1:-}
+OUT=${OUT:-$root/out}
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+
+log() { printf '[rslab] %s\n' "$*" >&2; }
+die() { printf '[rslab] error: %s\n' "$*" >&2; exit 1; }
+
+# Resolve the kernel to build against and the tools to run it.
+kernel_env() {
+	if [ -n "${KDIR:-}" ]; then
+		KDIR=$(cd "$KDIR" && pwd) || die "KDIR=$KDIR does not exist"
+		[ -f "$KDIR/Module.symvers" ] ||
+			die "$KDIR has no Module.symvers: build the kernel (with modules) first"
+		LLVM=${LLVM:-1}
+		MAKE_EXTRA=()
+		KERNEL_NAME=$(basename "$KDIR")
+		if [ "$cmd" = run ] || [ "$cmd" = check ]; then
+			eval "$("$here/setup.sh" | grep -E '^VENV=')"
+		fi
+	else
+		local flags=()
+		[ "${NOPATCH:-0}" = 1 ] && flags+=(--no-patches)
+		eval "$("$here/kernel.sh" ${flags[@]+"${flags[@]}"} | grep -E '^[A-Z_]+=')"
+		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC")
+	fi
+}
+
+build_modules() {
+	log "building modules against $KDIR (LLVM=$LLVM)"
+	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
+		-j"$(nproc)" modules >&2 || die "module build failed"
+	MODULES=("$root/rust/rslab.ko")
+	for m in "$root"/samples/*.ko; do
+		[ -f "$m" ] && MODULES+=("$m")
+	done
+}
+
+runner() {
+	"$VENV/bin/python3" "$here/runner.py" --kdir "$KDIR" --vng "$VENV/bin/vng" "$@"
+}
+
+case $cmd in
+kernel)
+	kernel_env
+	echo "KDIR=$KDIR"
+	;;
+modules)
+	kernel_env
+	build_modules
+	;;
+run)
+	kernel_env
+	build_modules
+	runner --mode run --out "$OUT/run" --label "$KERNEL_NAME" "${MODULES[@]}"
+	;;
+check)
+	kernel_env
+	build_modules
+	rm -f "$OUT"/check*/totals
+	rc=0
+	runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
+	if [ "${SLAB_DEBUG:-1}" = 1 ]; then
+		runner --mode check --out "$OUT/check-slab_debug" --append slab_debug \
+			--label "$KERNEL_NAME slab_debug" "${MODULES[@]}" || rc=1
+	fi
+	# One totals line for every boot of this check.
+	passed=0 failed=0 skipped=0
+	for t in "$OUT"/check*/totals; do
+		[ -f "$t" ] || continue
+		read -r p f s < "$t"
+		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+	done
+	log "all boots: $passed passed, $failed failed, $skipped skipped"
+	exit $rc
+	;;
+*)
+	sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+	;;
+esac
