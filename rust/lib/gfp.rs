@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The raw `gfp_t` of a [`Flags`] value, without access to the kernel crate's private field.
+//!
+//! `Flags::as_raw()` is private to the kernel crate, and `Flags` is not `#[repr(transparent)]`,
+//! so reading its bits by transmute would rely on a layout Rust does not promise. This module
+//! recovers them soundly instead: a `Flags` value can only be built from the kernel crate's
+//! public constants with `|`, `&` and `!`, so it is a union of *atoms* of the Boolean algebra
+//! those constants generate. For each atom, [`raw`] tests `flags.contains(atom)` and, when true,
+//! adds the atom's bits (the same expression evaluated on the `bindings` constants).
+//!
+//! The atoms are found at compile time; the test costs a few dozen bit operations, so it is
+//! meant for slow paths that may sleep anyway (sheaf prefill, refill, return), not for the
+//! allocation fast path, which never needs it.
+
+use kernel::{
+    alloc::{flags, Flags},
+    bindings,
+};
+
+/// The kernel crate's public flag constants, as `Flags` and as raw bits, in the same order.
+const N: usize = 7;
+
+fn generators() -> [Flags; N] {
+    [
+        flags::__GFP_ZERO,
+        flags::__GFP_HIGHMEM,
+        flags::__GFP_NOWARN,
+        flags::GFP_ATOMIC,
+        flags::GFP_KERNEL,
+        flags::GFP_KERNEL_ACCOUNT,
+        flags::GFP_NOWAIT,
+    ]
+}
+
+const RAW: [u32; N] = [
+    bindings::__GFP_ZERO,
+    bindings::__GFP_HIGHMEM,
+    bindings::__GFP_NOWARN,
+    bindings::GFP_ATOMIC,
+    bindings::GFP_KERNEL,
+    bindings::GFP_KERNEL_ACCOUNT,
+    bindings::GFP_NOWAIT,
+];
+
+/// `__GFP_ACCOUNT`, which the bindings do not export on its own.
+pub const GFP_ACCOUNT: u32 = bindings::GFP_KERNEL_ACCOUNT & !bindings::GFP_KERNEL;
+
+/// The raw bits of the atom selected by `signs` (bit `i` set: inside generator `i`).
+const fn atom_raw(signs: u32) -> u32 {
+    let mut bits = u32::MAX;
+    let mut i = 0;
+    while i < N {
+        bits &= if signs & (1 << i) != 0 { RAW[i] } else { !RAW[i] };
+        i += 1;
+    }
+    bits
+}
+
+/// The sign patterns of the non-empty atoms. There are at most 33: each holds at least one of
+/// the 32 bits, and the atom outside every generator is one of them.
+const ATOMS: ([u32; 33], usize) = {
+    let mut out = [0; 33];
+    let mut n = 0;
+    let mut signs = 0;
+    while signs < (1 << N) {
+        if atom_raw(signs) != 0 {
+            out[n] = signs;
+            n += 1;
+        }
+        signs += 1;
+    }
+    (out, n)
+};
+
+/// Returns the raw `gfp_t` bits of `flags`.
+///
+/// # Examples
+///
+/// ```
+/// use rslab::gfp;
+///
+/// assert_eq!(gfp::raw(GFP_KERNEL | __GFP_ZERO), bindings::GFP_KERNEL | bindings::__GFP_ZERO);
+/// ```
+#[inline]
+pub fn raw(flags: Flags) -> u32 {
+    // The values almost every caller passes, recognised by equality.
+    let gens = generators();
+    for (g, r) in gens.iter().zip(RAW.iter()).skip(3) {
+        if flags == *g {
+            return *r;
+        }
+    }
+    raw_slow(&gens, flags)
+}
+
+fn raw_slow(gens: &[Flags; N], flags: Flags) -> u32 {
+    let mut bits = 0;
+    for &signs in &ATOMS.0[..ATOMS.1] {
+        let mut atom = !empty();
+        for (i, &g) in gens.iter().enumerate() {
+            atom = atom & if signs & (1 << i) != 0 { g } else { !g };
+        }
+        if flags.contains(atom) {
+            bits |= atom_raw(signs);
+        }
+    }
+    bits
+}
+
+/// An empty `Flags` value, built from public constants.
+pub fn empty() -> Flags {
+    flags::GFP_KERNEL & !flags::GFP_KERNEL
+}
+
+#[cfg(rslab_lib_tests)]
+#[kernel::macros::kunit_tests(rslab_gfp)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_constant_and_combination_round_trips() {
+        let gens = generators();
+        // Every union of up to two generators, with and without complements of a third.
+        for i in 0..N {
+            assert_eq!(raw(gens[i]), RAW[i]);
+            for j in 0..N {
+                assert_eq!(raw(gens[i] | gens[j]), RAW[i] | RAW[j]);
+                assert_eq!(raw(gens[i] & gens[j]), RAW[i] & RAW[j]);
+                for k in 0..N {
+                    assert_eq!(
+                        raw((gens[i] | gens[j]) & !gens[k]),
+                        (RAW[i] | RAW[j]) & !RAW[k]
+                    );
+                }
+            }
+        }
+        assert_eq!(raw(empty()), 0);
+        assert_eq!(raw(!empty()), u32::MAX);
+        assert_eq!(raw(!flags::GFP_KERNEL), !bindings::GFP_KERNEL);
+        assert_eq!(GFP_ACCOUNT.count_ones(), 1);
+    }
+}

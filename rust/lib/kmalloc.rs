@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A kmalloc [`Allocator`] for [`Box`] and [`Vec`] on the extended alignment guarantee.
+//!
+//! [`Kmalloc`] asks kmalloc for `layout.size()` rounded up to a multiple of `layout.align()`
+//! (see [`crate::rslab::layout`]) and nothing more: a 96-byte, 32-aligned object lands in
+//! `kmalloc-96`, not `kmalloc-128`. Layouts kmalloc cannot serve (larger than
+//! `KMALLOC_MAX_SIZE`) fail with [`AllocError`] before the allocator is called, so they never
+//! trigger the page allocator's warning.
+//!
+//! The final call is delegated to the kernel crate's own [`kernel::alloc::allocator::Kmalloc`]
+//! with a layout whose size is already a multiple of its alignment, so its own padding is a
+//! no-op. That keeps every GFP flag and NUMA node working exactly as in the kernel crate
+//! without access to the raw `gfp_t` bits (`Flags::as_raw()` is private to the kernel crate).
+//!
+//! # Examples
+//!
+//! ```
+//! use rslab::kmalloc::{RsBox, RsVec};
+//!
+//! #[repr(align(32))]
+//! struct Line([u8; 96]);
+//!
+//! let b = RsBox::new(Line([0; 96]), GFP_KERNEL)?;
+//! assert_eq!(b.as_ref() as *const Line as usize % 32, 0);
+//!
+//! let mut v = RsVec::new();
+//! v.push(1u32, GFP_KERNEL)?;
+//! v.extend_from_slice(&[2, 3], GFP_KERNEL)?;
+//! assert_eq!(&v[..], &[1, 2, 3]);
+//! # Ok::<(), Error>(())
+//! ```
+
+use crate::rslab::layout::kmalloc_size;
+use core::{alloc::Layout, ptr::NonNull};
+use kernel::{
+    alloc::{allocator, AllocError, Allocator, Box, Flags, NumaNode, Vec},
+    bindings,
+};
+
+/// The kmalloc allocator that relies on the extended alignment guarantee.
+///
+/// See the [module documentation](self).
+pub struct Kmalloc;
+
+/// A [`Box`] allocated with [`Kmalloc`].
+pub type RsBox<T> = Box<T, Kmalloc>;
+
+/// A [`Vec`] allocated with [`Kmalloc`].
+pub type RsVec<T> = Vec<T, Kmalloc>;
+
+impl Kmalloc {
+    /// The layout handed to kmalloc for `layout`: same alignment, size rounded up to a multiple
+    /// of it. Fails for layouts kmalloc cannot serve.
+    #[inline]
+    pub fn request_layout(layout: Layout) -> Result<Layout, AllocError> {
+        let size = kmalloc_size(layout)?;
+        // `size` is a multiple of the power-of-two `layout.align()` and at most
+        // `KMALLOC_MAX_SIZE`, so this cannot fail; map the error rather than unwrap anyway.
+        Layout::from_size_align(size, layout.align()).map_err(|_| AllocError)
+    }
+}
+
+// SAFETY:
+// - Memory comes from `allocator::Kmalloc`, which keeps it valid until it is freed through
+//   `krealloc`/`kfree`, which is what every path here ends in.
+// - Any pointer this allocator returned is a `allocator::Kmalloc` allocation (or dangling for
+//   size 0, which `allocator::Kmalloc` accepts the same way), so it is valid to pass back.
+// - Guarantees: `request_layout` keeps the alignment and does not shrink the size, so the
+//   buffer `allocator::Kmalloc` returns for it satisfies the caller's `layout`; contents and
+//   failure behaviour are those of `allocator::Kmalloc::realloc`.
+unsafe impl Allocator for Kmalloc {
+    const MIN_ALIGN: usize = bindings::ARCH_KMALLOC_MINALIGN;
+
+    #[inline]
+    unsafe fn realloc(
+        ptr: Option<NonNull<u8>>,
+        layout: Layout,
+        old_layout: Layout,
+        flags: Flags,
+        nid: NumaNode,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let request = Self::request_layout(layout)?;
+        // SAFETY: The caller upholds `Allocator::realloc`'s requirements for `ptr` and
+        // `old_layout`; every allocation of this allocator is an `allocator::Kmalloc` allocation
+        // whose size is non-zero exactly when `old_layout`'s is, so they hold for
+        // `allocator::Kmalloc` too.
+        unsafe { allocator::Kmalloc::realloc(ptr, request, old_layout, flags, nid) }
+    }
+}
+
+#[cfg(rslab_lib_tests)]
+#[kernel::macros::kunit_tests(rslab_kmalloc)]
+mod tests {
+    use super::*;
+    use crate::rslab::{
+        buckets::{self, ideal_bucket, Buckets},
+        check,
+        layout::{pow2_padded_size, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE},
+    };
+    use kernel::{page::PAGE_SIZE, prelude::*};
+
+    /// Request sizes that hit every bucket boundary: every size up to 256, every 8th above,
+    /// and each bucket size and its neighbours, up to twice the slab range.
+    fn sizes(mut f: impl FnMut(usize) -> Result) -> Result {
+        let top = 2 * KMALLOC_MAX_CACHE_SIZE;
+        let mut size = 1;
+        while size <= top {
+            f(size)?;
+            size += if size < 256 { 1 } else { 8 };
+        }
+        for &b in Buckets::expected().as_slice() {
+            f(b - 1)?;
+            f(b + 1)?;
+        }
+        f(top - 1)?;
+        f(top + 1)
+    }
+
+    #[test]
+    fn every_size_align_pair_gets_its_ideal_bucket() -> Result {
+        let mut pairs = 0usize;
+        let mut saved_pairs = 0usize;
+        let mut align = 1;
+        while align <= PAGE_SIZE {
+            sizes(|size| {
+                let layout = Layout::from_size_align(size, align).map_err(|_| EINVAL)?;
+                let p = Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE)
+                    .map_err(|_| ENOMEM)?
+                    .cast::<u8>();
+                let addr = p.as_ptr() as usize;
+                // SAFETY: `p` is a live `Kmalloc` object.
+                let used = unsafe { buckets::ksize(p) };
+                // SAFETY: `p` was allocated above with `layout` and is not used again.
+                unsafe { Kmalloc::free(p, layout) };
+                let ideal = ideal_bucket(layout).ok_or(EINVAL)?;
+                let rounded = Kmalloc::request_layout(layout).map_err(|_| EINVAL)?.size();
+                check!(
+                    addr % align == 0,
+                    "({}, {}): {:#x} misaligned",
+                    size,
+                    align,
+                    addr
+                );
+                check!(used >= size, "({}, {}): ksize {}", size, align, used);
+                check!(
+                    used == buckets::roundup(rounded),
+                    "({}, {}): ksize {} != kmalloc_size_roundup({}) = {}",
+                    size,
+                    align,
+                    used,
+                    rounded,
+                    buckets::roundup(rounded)
+                );
+                check!(
+                    used == ideal,
+                    "({}, {}): got {} bytes, ideal bucket is {}",
+                    size,
+                    align,
+                    used,
+                    ideal
+                );
+                let pow2 = buckets::roundup(pow2_padded_size(layout).ok_or(EINVAL)?);
+                check!(used <= pow2, "({}, {}): {} > pow2 {}", size, align, used, pow2);
+                if used < pow2 {
+                    saved_pairs += 1;
+                }
+                pairs += 1;
+                Ok(())
+            })?;
+            align <<= 1;
+        }
+        pr_info!(
+            "rslab_kmalloc: {} (size, align) pairs checked, {} of them smaller than with power-of-two padding\n",
+            pairs,
+            saved_pairs
+        );
+        check!(saved_pairs > 0, "no pair benefits from the guarantee");
+        Ok(())
+    }
+
+    #[repr(align(32))]
+    struct Line96([u8; 96]);
+
+    #[repr(align(64))]
+    struct Line192([u64; 24]);
+
+    #[test]
+    fn box_api() -> Result {
+        let b = RsBox::new(Line96([7; 96]), GFP_KERNEL)?;
+        check!((&raw const *b) as usize % 32 == 0, "Line96 misaligned");
+        // SAFETY: `b` is a live `Kmalloc` object.
+        let used = unsafe { buckets::ksize(NonNull::from(&*b).cast()) };
+        check!(used == 96, "Line96 in a {}-byte object", used);
+        check!(b.0.iter().all(|&x| x == 7), "contents");
+
+        let b = RsBox::new(Line192([1; 24]), GFP_KERNEL)?;
+        // SAFETY: `b` is a live `Kmalloc` object.
+        let used = unsafe { buckets::ksize(NonNull::from(&*b).cast()) };
+        check!(
+            used == 192 && (&raw const *b) as usize % 64 == 0 && b.0[23] == 1,
+            "Line192: {}",
+            used
+        );
+
+        let u = RsBox::<[u64; 10]>::new_uninit(GFP_KERNEL)?;
+        let u = u.write([3; 10]);
+        check!(u.iter().sum::<u64>() == 30, "new_uninit/write");
+
+        let z = RsBox::<[u8; 200]>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
+        // SAFETY: `__GFP_ZERO` zeroed the memory, a valid `[u8; 200]`.
+        let z = unsafe { z.assume_init() };
+        check!(z.iter().all(|&x| x == 0), "__GFP_ZERO");
+
+        let p = RsBox::pin_init(
+            pin_init::init_zeroed::<[u32; 16]>(),
+            GFP_KERNEL,
+        )?;
+        check!(p.iter().all(|&x| x == 0), "pin_init");
+        let zeroed = RsBox::<[u64; 12]>::zeroed(GFP_KERNEL)?;
+        check!(zeroed.iter().all(|&x| x == 0), "zeroed");
+
+        // Zero-sized types take no memory and get a dangling, aligned pointer.
+        #[repr(align(64))]
+        struct Zst;
+        let zst = RsBox::new(Zst, GFP_KERNEL)?;
+        check!((&raw const *zst) as usize == 64, "ZST pointer is not the dangling one");
+        let unit = RsBox::new((), GFP_KERNEL)?;
+        drop((zst, unit));
+
+        // Every GFP flag the kernel crate exposes that kmalloc accepts.
+        for flags in [
+            GFP_KERNEL,
+            GFP_ATOMIC,
+            GFP_NOWAIT,
+            GFP_KERNEL_ACCOUNT,
+            GFP_KERNEL | __GFP_NOWARN,
+            GFP_KERNEL | __GFP_ZERO,
+        ] {
+            let b = RsBox::new([0xa5u8; 40], flags)?;
+            check!(b[39] == 0xa5, "flags");
+        }
+
+        // An explicit NUMA node.
+        let layout = Layout::new::<Line96>();
+        let p = Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::new(0)?).map_err(|_| ENOMEM)?;
+        // SAFETY: `p` was allocated above with `layout`.
+        unsafe { Kmalloc::free(p.cast(), layout) };
+        Ok(())
+    }
+
+    #[test]
+    fn vec_api() -> Result {
+        let mut v = RsVec::<u8>::with_capacity(65, GFP_KERNEL)?;
+        let first = v.as_ptr();
+        // SAFETY: `v` owns a live `Kmalloc` object of at least 65 bytes.
+        let used = unsafe { buckets::ksize(NonNull::new(first.cast_mut()).ok_or(EINVAL)?) };
+        check!(used == 96, "65-byte Vec in a {}-byte object", used);
+        v.extend_from_slice(&[1; 65], GFP_KERNEL)?;
+        // Growing within the object's 96 bytes keeps it in place (krealloc).
+        v.reserve(30, GFP_KERNEL)?;
+        check!(v.as_ptr() == first, "grow within ksize moved the buffer");
+        check!(v.iter().all(|&x| x == 1), "contents after reserve");
+        // Growing past it moves to a larger bucket and keeps the contents.
+        v.reserve(200, GFP_KERNEL)?;
+        check!(v.len() == 65 && v.iter().all(|&x| x == 1), "contents after grow");
+        check!(v.capacity() >= 265, "capacity {}", v.capacity());
+
+        // Shrinking through the allocator keeps the object in place (krealloc).
+        let big = Layout::from_size_align(1000, 8).map_err(|_| EINVAL)?;
+        let small = Layout::from_size_align(100, 8).map_err(|_| EINVAL)?;
+        let p = Kmalloc::alloc(big, GFP_KERNEL, NumaNode::NO_NODE).map_err(|_| ENOMEM)?;
+        // SAFETY: `p` is a live allocation of `big`; 100 bytes of it are written.
+        unsafe { p.cast::<u8>().as_ptr().write_bytes(0x5a, 100) };
+        // SAFETY: `p` was allocated with `big`.
+        let q = unsafe { Kmalloc::realloc(Some(p.cast()), small, big, GFP_KERNEL, NumaNode::NO_NODE) };
+        let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
+        let same = q == p.cast::<u8>();
+        // SAFETY: `q` is valid for 100 bytes.
+        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 100) }.iter().all(|&x| x == 0x5a);
+        // SAFETY: `q` is a live allocation of `small`.
+        unsafe { Kmalloc::free(q, small) };
+        check!(same && kept, "shrink moved ({}) or lost the contents ({})", !same, !kept);
+
+        let mut w = RsVec::new();
+        for i in 0..1000u32 {
+            w.push(i, GFP_KERNEL)?;
+        }
+        check!(w.iter().copied().eq(0..1000), "push sequence");
+        let mut zst = RsVec::new();
+        zst.push((), GFP_KERNEL)?;
+        check!(zst.len() == 1, "Vec of ZST");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_warning() -> Result {
+        // Larger than kmalloc can serve: an error before kmalloc is called, so no WARN.
+        let layout = Layout::from_size_align(KMALLOC_MAX_SIZE + 1, 1).map_err(|_| EINVAL)?;
+        check!(
+            Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE).is_err(),
+            "oversize allocation succeeded"
+        );
+        check!(
+            Kmalloc::request_layout(layout).is_err(),
+            "oversize layout accepted"
+        );
+
+        // Zero size: a dangling pointer aligned to the layout.
+        let layout = Layout::from_size_align(0, 256).map_err(|_| EINVAL)?;
+        let p = Kmalloc::alloc(layout, GFP_KERNEL, NumaNode::NO_NODE).map_err(|_| ENOMEM)?;
+        check!(p.cast::<u8>().as_ptr() as usize == 256, "zero-size pointer");
+        // SAFETY: A zero-sized allocation of `Kmalloc` with `layout`.
+        unsafe { Kmalloc::free(p.cast(), layout) };
+
+        // A failed reallocation leaves the old buffer and its contents intact.
+        let mut v = RsVec::<u64>::new();
+        v.extend_from_slice(&[9; 16], GFP_KERNEL)?;
+        let before = v.as_ptr();
+        check!(
+            v.reserve(KMALLOC_MAX_SIZE, GFP_KERNEL).is_err(),
+            "oversize reserve succeeded"
+        );
+        check!(
+            v.as_ptr() == before && v.as_slice() == [9; 16],
+            "failed reserve changed the Vec"
+        );
+        Ok(())
+    }
+}
