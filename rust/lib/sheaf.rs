@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Slab sheaves: allocations that cannot fail, reserved ahead of time.
+//!
+//! Code that must allocate where it can neither sleep nor fail (under a spinlock, in a critical
+//! section) reserves the objects beforehand:
+//!
+//! 1. [`KmemCache::prefill`] returns a [`Sheaf`] holding at least the requested number of
+//!    objects (`kmem_cache_prefill_sheaf()`; may sleep).
+//! 2. [`Sheaf::claim`] turns one of those objects into a [`Slot`], still outside the critical
+//!    section. Claiming is where the reservation is checked, so it is the only fallible step.
+//! 3. Inside the critical section, [`Slot::alloc`] (or [`Slot::init`]) takes the object out of
+//!    the sheaf (`kmem_cache_alloc_from_sheaf()`): it returns a [`SlabBox`] directly, with no
+//!    error to handle, and never sleeps.
+//! 4. [`Sheaf::refill`] tops the sheaf up for the next round; dropping the sheaf (or
+//!    [`Sheaf::return_with`]) gives the unused objects back (`kmem_cache_return_sheaf()`).
+//!
+//! This is the slab counterpart of the kernel crate's `RBTreeNodeReservation`: allocate before
+//! the lock, use under it. Objects taken from a sheaf belong to the cache, not to the sheaf, so
+//! they may outlive it.
+//!
+//! # Examples
+//!
+//! ```
+//! use kernel::{new_spinlock, sync::SpinLock};
+//! use rslab::cache::{CacheOptions, KmemCache, SlabBox};
+//!
+//! let cache = KmemCache::<u64>::new(c"rslab_doc_sheaf", CacheOptions::new())?;
+//! let slots = KBox::pin_init(new_spinlock!([None, None]), GFP_KERNEL)?;
+//!
+//! // Outside the lock: may sleep, may fail.
+//! let sheaf = cache.prefill(2, GFP_KERNEL)?;
+//! let [a, b] = sheaf.claim_array::<2>()?;
+//! {
+//!     let mut guard = slots.lock();
+//!     // Inside: no failure path, no sleeping.
+//!     guard[0] = Some(a.alloc(1));
+//!     guard[1] = Some(b.alloc(2));
+//! }
+//! drop(sheaf); // Returns the unused objects with GFP_NOWAIT.
+//! # Ok::<(), Error>(())
+//! ```
+
+use crate::rslab::{
+    cache::{KmemCache, SlabBox},
+    gfp,
+};
+use core::{cell::Cell, convert::Infallible, mem, pin::Pin, ptr::NonNull};
+use kernel::{
+    alloc::{AllocError, Flags},
+    bindings,
+    prelude::*,
+};
+
+/// The largest sheaf rslab asks for: its array of object pointers must fit one kmalloc object.
+pub const MAX_SHEAF_OBJECTS: usize =
+    (crate::rslab::layout::KMALLOC_MAX_SIZE - 64) / mem::size_of::<*mut u8>();
+
+fn sheaf_count(count: usize) -> Result<u32> {
+    if count == 0 {
+        return Err(EINVAL);
+    }
+    if count > MAX_SHEAF_OBJECTS {
+        return Err(E2BIG);
+    }
+    // `MAX_SHEAF_OBJECTS` is far below `u32::MAX`.
+    u32::try_from(count).map_err(|_| E2BIG)
+}
+
+impl<T> KmemCache<T> {
+    /// Returns a sheaf holding at least `count` objects of this cache.
+    ///
+    /// Counts above the cache's sheaf capacity get an "oversize" sheaf of their own. Fails
+    /// with `EINVAL` for a count of zero, `E2BIG` above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if
+    /// the objects cannot be allocated (nothing is leaked then).
+    ///
+    /// # Context
+    ///
+    /// May sleep if `flags` allows it.
+    pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
+        let count = sheaf_count(count)?;
+        // SAFETY: By `KmemCache`'s invariant the cache is live.
+        let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp::raw(flags), count) };
+        // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
+        // owned by the caller, none of them claimed.
+        Ok(Sheaf {
+            raw: NonNull::new(raw).ok_or(ENOMEM)?,
+            cache: self,
+            claimed: Cell::new(0),
+        })
+    }
+}
+
+/// A sheaf of prefilled objects of a [`KmemCache<T>`].
+///
+/// A sheaf is used by one context at a time: it is [`Send`] (it may be prefilled on one CPU and
+/// used or returned on another) but not [`Sync`].
+///
+/// # Invariants
+///
+/// - `raw` is a sheaf of `cache` obtained from `kmem_cache_prefill_sheaf()` (or replaced by
+///   `kmem_cache_refill_sheaf()`), owned by this value until it is returned.
+/// - `claimed` is the number of live [`Slot`]s of this sheaf, and at most the number of objects
+///   in the sheaf.
+pub struct Sheaf<'c, T> {
+    raw: NonNull<bindings::slab_sheaf>,
+    cache: &'c KmemCache<T>,
+    claimed: Cell<usize>,
+}
+
+// SAFETY: A sheaf is plain memory owned by this value; the slab functions that use it take the
+// per-CPU locks they need themselves, so it may be used from any CPU, one at a time. The
+// objects it hands out are `T`s, which need `T: Send` to move between threads.
+unsafe impl<T: Send> Send for Sheaf<'_, T> {}
+
+impl<'c, T> Sheaf<'c, T> {
+    /// The number of objects in the sheaf, claimed or not.
+    pub fn len(&self) -> usize {
+        // SAFETY: By the type invariant `raw` is a live sheaf.
+        unsafe { bindings::kmem_cache_sheaf_size(self.raw.as_ptr()) as usize }
+    }
+
+    /// Whether the sheaf holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of objects that can still be claimed.
+    pub fn available(&self) -> usize {
+        self.len() - self.claimed.get()
+    }
+
+    /// Claims one object of the sheaf: the returned [`Slot`] allocates it without failing.
+    ///
+    /// Fails with [`AllocError`] when every object is claimed already.
+    pub fn claim(&self) -> Result<Slot<'_, 'c, T>, AllocError> {
+        if self.available() == 0 {
+            return Err(AllocError);
+        }
+        // INVARIANT: There is an unclaimed object for the new slot.
+        self.claimed.set(self.claimed.get() + 1);
+        Ok(Slot {
+            sheaf: self,
+            gfp: 0,
+        })
+    }
+
+    /// Claims `N` objects at once; all or nothing.
+    pub fn claim_array<const N: usize>(&self) -> Result<[Slot<'_, 'c, T>; N], AllocError> {
+        if self.available() < N {
+            return Err(AllocError);
+        }
+        Ok(core::array::from_fn(|_| {
+            // INVARIANT: `available() >= N` was checked above.
+            self.claimed.set(self.claimed.get() + 1);
+            Slot {
+                sheaf: self,
+                gfp: 0,
+            }
+        }))
+    }
+
+    /// Allocates one object beyond any claim: fails with [`AllocError`] once every object is
+    /// claimed or used. Never sleeps.
+    pub fn alloc(&self, value: T) -> Result<SlabBox<'c, T>, AllocError> {
+        Ok(self.claim()?.alloc(value))
+    }
+
+    /// Tops the sheaf up to at least `count` objects. A sheaf that is already that full is left
+    /// alone; one that must grow past its capacity is replaced by a larger one, with the same
+    /// objects available.
+    ///
+    /// On failure (`ENOMEM`) the sheaf stays valid and keeps what it had, possibly with a few
+    /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with `E2BIG`.
+    ///
+    /// # Context
+    ///
+    /// May sleep if `flags` allows it.
+    pub fn refill(&mut self, count: usize, flags: Flags) -> Result {
+        if count == 0 {
+            return Ok(());
+        }
+        let count = sheaf_count(count)?;
+        let mut raw = self.raw.as_ptr();
+        // SAFETY: `raw` is a live sheaf of the cache; `&mut self` means no slot is alive, so
+        // the kernel may replace the sheaf. On failure it leaves `raw` unchanged.
+        let ret = unsafe {
+            bindings::kmem_cache_refill_sheaf(self.cache.as_raw(), gfp::raw(flags), &mut raw, count)
+        };
+        // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive.
+        self.raw = NonNull::new(raw).ok_or(EINVAL)?;
+        kernel::error::to_result(ret)
+    }
+
+    /// Returns the sheaf and its unused objects to the cache, refilling it for reuse with
+    /// `flags` if the kernel wants to keep it.
+    ///
+    /// # Context
+    ///
+    /// May sleep if `flags` allows it. Dropping a sheaf returns it with `GFP_NOWAIT`.
+    pub fn return_with(self, flags: Flags) {
+        let this = mem::ManuallyDrop::new(self);
+        // SAFETY: By the type invariant `raw` is owned by `this`, which is not used again.
+        unsafe {
+            bindings::kmem_cache_return_sheaf(this.cache.as_raw(), gfp::raw(flags), this.raw.as_ptr())
+        };
+    }
+}
+
+impl<T> Drop for Sheaf<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `raw` is owned by `self`; no slot is alive since slots
+        // borrow the sheaf.
+        unsafe {
+            bindings::kmem_cache_return_sheaf(
+                self.cache.as_raw(),
+                bindings::GFP_NOWAIT,
+                self.raw.as_ptr(),
+            )
+        };
+    }
+}
+
+/// One claimed object of a [`Sheaf`]: allocating it cannot fail and never sleeps.
+///
+/// Dropping an unused slot gives the claim back to the sheaf.
+///
+/// # Invariants
+///
+/// The slot is counted in `sheaf.claimed`, so the sheaf holds an object for it.
+pub struct Slot<'s, 'c, T> {
+    sheaf: &'s Sheaf<'c, T>,
+    gfp: u32,
+}
+
+impl<'s, 'c, T> Slot<'s, 'c, T> {
+    /// Zeroes the object's memory before it is initialised (`__GFP_ZERO`).
+    pub fn zeroed(mut self) -> Self {
+        self.gfp |= bindings::__GFP_ZERO;
+        self
+    }
+
+    /// Charges the object to the current memory cgroup (`__GFP_ACCOUNT`); the charge is forced
+    /// over the limit rather than fail.
+    pub fn accounted(mut self) -> Self {
+        self.gfp |= gfp::GFP_ACCOUNT;
+        self
+    }
+
+    fn take(self) -> NonNull<T> {
+        let this = mem::ManuallyDrop::new(self);
+        let sheaf = this.sheaf;
+        // SAFETY: By `Sheaf`'s invariant `raw` is a live sheaf of `cache`; by this slot's
+        // invariant it holds an unclaimed object, so the call returns one. `gfp` holds only
+        // `__GFP_ZERO` and `__GFP_ACCOUNT`, which is what the function accepts.
+        let p = unsafe {
+            bindings::kmem_cache_alloc_from_sheaf_noprof(
+                sheaf.cache.as_raw(),
+                this.gfp,
+                sheaf.raw.as_ptr(),
+            )
+        };
+        // INVARIANT: The slot is consumed, and so is its object.
+        sheaf.claimed.set(sheaf.claimed.get() - 1);
+        match NonNull::new(p.cast()) {
+            Some(p) => p,
+            // The slab allocator guarantees as many allocations as the sheaf holds objects.
+            None => panic!("rslab: kmem_cache_alloc_from_sheaf() broke its guarantee"),
+        }
+    }
+
+    /// Takes the object and moves `value` into it.
+    ///
+    /// # Context
+    ///
+    /// Any context, including atomic; never sleeps.
+    pub fn alloc(self, value: T) -> SlabBox<'c, T> {
+        let cache = self.sheaf.cache;
+        let p = self.take();
+        // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`.
+        unsafe { p.as_ptr().write(value) };
+        // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
+        unsafe { SlabBox::from_raw(p, cache) }
+    }
+
+    /// Takes the object and initialises it in place with an initialiser that cannot fail.
+    ///
+    /// # Context
+    ///
+    /// Any context, including atomic; never sleeps (as long as `init` does not).
+    pub fn init(self, init: impl Init<T, Infallible>) -> SlabBox<'c, T> {
+        let cache = self.sheaf.cache;
+        let p = self.take();
+        // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`.
+        let Ok(()) = unsafe { init.__init(p.as_ptr()) };
+        // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
+        unsafe { SlabBox::from_raw(p, cache) }
+    }
+
+    /// Takes the object and initialises it in place with a pinned initialiser that cannot fail.
+    ///
+    /// # Context
+    ///
+    /// Any context, including atomic; never sleeps (as long as `init` does not).
+    pub fn pin_init(self, init: impl PinInit<T, Infallible>) -> Pin<SlabBox<'c, T>> {
+        let cache = self.sheaf.cache;
+        let p = self.take();
+        // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`; it never moves
+        // until it is freed.
+        let Ok(()) = unsafe { init.__pinned_init(p.as_ptr()) };
+        // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
+        SlabBox::into_pin(unsafe { SlabBox::from_raw(p, cache) })
+    }
+}
+
+impl<T> Drop for Slot<'_, '_, T> {
+    fn drop(&mut self) {
+        // INVARIANT: The unused claim goes back to the sheaf.
+        self.sheaf.claimed.set(self.sheaf.claimed.get() - 1);
+    }
+}
+
+#[cfg(rslab_sheaf)]
+#[cfg(rslab_lib_tests)]
+#[kernel::macros::kunit_tests(rslab_sheaf)]
+mod tests {
+    use super::*;
+    use crate::rslab::{cache::CacheFlags, cache::CacheOptions, check};
+    use core::mem::MaybeUninit;
+    use kernel::{new_spinlock, sync::SpinLock};
+    use pin_init::stack_pin_init;
+
+    fn cache(name: &CStr) -> Result<KmemCache<[u64; 8]>> {
+        KmemCache::new(name, CacheOptions::new().sheaf_capacity(16))
+    }
+
+    /// Claims `n` slots outside the lock, then allocates them all under a spinlock.
+    fn use_under_lock<'c>(sheaf: &Sheaf<'c, [u64; 8]>, n: usize) -> Result<KVec<SlabBox<'c, [u64; 8]>>> {
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(sheaf.claim().map_err(|_| ENOMEM)?, GFP_KERNEL)?;
+        }
+        let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+        stack_pin_init!(let lock: SpinLock<u64> = new_spinlock!(0));
+        {
+            let mut guard = lock.lock();
+            // Atomic context: a sleep here would be reported by CONFIG_DEBUG_ATOMIC_SLEEP.
+            for (i, slot) in slots.drain_all().enumerate() {
+                let obj = slot.alloc([i as u64; 8]);
+                *guard += obj[0];
+                // `out` has room for `n`: this push does not allocate.
+                out.push(obj, GFP_NOWAIT)?;
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn prefill_counts() -> Result {
+        let c = cache(c"rslab_test_prefill")?;
+        check!(matches!(c.prefill(0, GFP_KERNEL), Err(e) if e == EINVAL), "prefill(0)");
+        check!(
+            matches!(c.prefill(MAX_SHEAF_OBJECTS + 1, GFP_KERNEL), Err(e) if e == E2BIG),
+            "prefill past the maximum"
+        );
+        check!(
+            matches!(c.prefill(u32::MAX as usize + 1, GFP_KERNEL), Err(e) if e == E2BIG),
+            "prefill past u32"
+        );
+        let one = c.prefill(1, GFP_KERNEL)?;
+        // A regular prefill fills the sheaf to the cache's capacity.
+        let capacity = one.len();
+        check!(capacity >= 16, "capacity {} below the requested 16", capacity);
+        drop(one);
+        for count in [1, capacity, capacity + 1, 1000] {
+            let s = c.prefill(count, GFP_KERNEL)?;
+            check!(s.len() >= count, "prefill({}) holds {}", count, s.len());
+            let objs = use_under_lock(&s, count)?;
+            check!(objs.len() == count, "allocated {}", objs.len());
+            drop(objs);
+        }
+        pr_info!("rslab_sheaf: sheaf capacity {} for a requested 16\n", capacity);
+        Ok(())
+    }
+
+    #[test]
+    fn exactly_the_reservation_then_an_error() -> Result {
+        let c = cache(c"rslab_test_exact")?;
+        let s = c.prefill(40, GFP_KERNEL)?;
+        let n = s.len();
+        let objs = use_under_lock(&s, n)?;
+        check!(s.is_empty() && s.available() == 0, "sheaf not empty: {}", s.len());
+        check!(s.claim().is_err(), "claim beyond the reservation");
+        check!(s.alloc([0; 8]).is_err(), "alloc beyond the reservation");
+        check!(objs.iter().enumerate().all(|(i, o)| o[7] == i as u64), "contents");
+        Ok(())
+    }
+
+    #[test]
+    fn claims_are_counted_and_given_back() -> Result {
+        let c = cache(c"rslab_test_claims")?;
+        let s = c.prefill(3, GFP_KERNEL)?;
+        let n = s.len();
+        {
+            let [_a, _b, _c] = s.claim_array::<3>().map_err(|_| ENOMEM)?;
+            check!(s.available() == n - 3, "available {}", s.available());
+        }
+        check!(s.available() == n, "unused claims not given back");
+        check!(s.claim_array::<100000>().is_err(), "over-claim");
+        check!(s.available() == n, "failed claim_array changed the count");
+        Ok(())
+    }
+
+    #[test]
+    fn refill_smaller_equal_larger() -> Result {
+        let c = cache(c"rslab_test_refill")?;
+        let mut s = c.prefill(10, GFP_KERNEL)?;
+        let cap = s.len();
+        let used = use_under_lock(&s, 5)?;
+        let now = s.len();
+        s.refill(1, GFP_KERNEL)?;
+        check!(s.len() == now, "refill smaller changed {} -> {}", now, s.len());
+        s.refill(now, GFP_KERNEL)?;
+        check!(s.len() == now, "refill equal changed {} -> {}", now, s.len());
+        s.refill(cap, GFP_KERNEL)?;
+        check!(s.len() >= cap, "refill to capacity: {}", s.len());
+        s.refill(cap + 50, GFP_KERNEL)?;
+        check!(s.len() >= cap + 50, "refill past capacity: {}", s.len());
+        s.refill(0, GFP_KERNEL)?;
+        check!(
+            matches!(s.refill(MAX_SHEAF_OBJECTS + 1, GFP_KERNEL), Err(e) if e == E2BIG),
+            "refill past the maximum"
+        );
+        let more = use_under_lock(&s, cap + 50)?;
+        drop((used, more));
+        Ok(())
+    }
+
+    #[test]
+    fn return_full_partial_empty() -> Result {
+        let c = cache(c"rslab_test_return")?;
+        let full = c.prefill(8, GFP_KERNEL)?;
+        full.return_with(GFP_KERNEL);
+        let partial = c.prefill(8, GFP_KERNEL)?;
+        let a = use_under_lock(&partial, 3)?;
+        partial.return_with(GFP_KERNEL);
+        let empty = c.prefill(8, GFP_KERNEL)?;
+        let n = empty.len();
+        let b = use_under_lock(&empty, n)?;
+        empty.return_with(GFP_KERNEL);
+        let oversize = c.prefill(500, GFP_KERNEL)?;
+        let d = use_under_lock(&oversize, 7)?;
+        drop(oversize); // GFP_NOWAIT return of an oversize sheaf.
+        drop((a, b, d));
+        Ok(())
+    }
+
+    #[test]
+    fn objects_outlive_their_sheaf() -> Result {
+        let c = cache(c"rslab_test_outlive")?;
+        let objs = {
+            let s = c.prefill(4, GFP_KERNEL)?;
+            use_under_lock(&s, 4)?
+        };
+        check!(objs.iter().enumerate().all(|(i, o)| o[0] == i as u64), "contents after the sheaf was returned");
+        drop(objs);
+        Ok(())
+    }
+
+    #[test]
+    fn zeroed_and_accounted() -> Result {
+        let c = KmemCache::<MaybeUninit<[u8; 128]>>::new(
+            c"rslab_test_zero",
+            CacheOptions::new(),
+        )?;
+        let s = c.prefill(4, GFP_KERNEL)?;
+        let [a, b] = s.claim_array::<2>().map_err(|_| ENOMEM)?;
+        // `MaybeUninit` needs no initialisation, so the memory is exactly what the slab gave.
+        let z = a.zeroed().alloc(MaybeUninit::uninit());
+        // SAFETY: `__GFP_ZERO` zeroed all 128 bytes.
+        let bytes = unsafe { z.assume_init_ref() };
+        check!(bytes.iter().all(|&x| x == 0), "__GFP_ZERO object not zeroed");
+        let acc = b.accounted().zeroed().alloc(MaybeUninit::uninit());
+        // SAFETY: As above.
+        check!(unsafe { acc.assume_init_ref() }.iter().all(|&x| x == 0), "accounted");
+        Ok(())
+    }
+
+    #[test]
+    fn debug_cache_sheaves_are_oversize() -> Result {
+        let c = KmemCache::<[u64; 8]>::new(
+            c"rslab_test_sheaf_debug",
+            CacheOptions::new()
+                .sheaf_capacity(16)
+                .flags(CacheFlags::DEBUG | CacheFlags::NO_MERGE),
+        )?;
+        let mut s = c.prefill(5, GFP_KERNEL)?;
+        // Capacity 0: every prefill is oversize and holds exactly what was asked.
+        check!(s.len() == 5, "debug cache sheaf holds {}", s.len());
+        let a = use_under_lock(&s, 5)?;
+        s.refill(3, GFP_KERNEL)?;
+        check!(s.len() == 3, "refill on a debug cache: {}", s.len());
+        let b = use_under_lock(&s, 3)?;
+        drop((a, b, s));
+        Ok(())
+    }
+
+    #[test]
+    fn prefill_failure_is_enomem_and_leaks_nothing() -> Result {
+        // 64 KiB objects; 100,000 of them cannot fit a test guest's memory. GFP_NOWAIT fails
+        // instead of invoking the OOM killer.
+        let c = KmemCache::<[u8; 65536]>::new(c"rslab_test_enomem", CacheOptions::new())?;
+        let r = c.prefill(100_000, GFP_NOWAIT | __GFP_NOWARN);
+        check!(matches!(r, Err(e) if e == ENOMEM), "impossible prefill did not fail with ENOMEM");
+        // The cache must still work, and be destroyed without "objects remaining".
+        let s = c.prefill(2, GFP_KERNEL)?;
+        let [a] = s.claim_array::<1>().map_err(|_| ENOMEM)?;
+        // Initialised in place: a 64 KiB value must never pass through the stack.
+        let obj = a.init(pin_init::init_zeroed::<[u8; 65536]>());
+        check!(obj[65535] == 0, "contents");
+        Ok(())
+    }
+}

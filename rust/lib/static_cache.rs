@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Slab caches that live as long as the module, and `Box` allocators over them.
+//!
+//! Most drivers create their caches in module init and destroy them in module exit. A
+//! [`StaticCache<T>`] is a `static` that holds such a cache: [`StaticCache::init`] creates it
+//! and returns `&'static KmemCache<T>`, so its objects are `SlabBox<'static, T>` with no
+//! lifetime to thread through the driver. Destroying it is `unsafe`
+//! ([`StaticCache::destroy`]): the module promises that none of its objects is alive, which
+//! holds when every object is owned by the module's data, dropped before exit completes.
+//!
+//! [`static_cache_allocator!`] also declares an [`Allocator`](kernel::alloc::Allocator) over
+//! such a cache, so that `Box<T, ThatAllocator>` works with the whole KBox API for `T`.
+//!
+//! # Examples
+//!
+//! ```ignore
+//! struct Node {
+//!     key: u64,
+//! }
+//!
+//! rslab::static_cache_allocator!(NodeAlloc, NODE_CACHE: Node);
+//!
+//! // Module init:
+//! NODE_CACHE.init(c"my_nodes", CacheOptions::new())?;
+//! let n = Box::<Node, NodeAlloc>::new(Node { key: 1 }, GFP_KERNEL)?;
+//! // Module exit, after every `Node` box is gone:
+//! // SAFETY: The module's data, which owns every `Node`, was dropped.
+//! unsafe { NODE_CACHE.destroy() };
+//! ```
+
+use crate::rslab::{
+    cache::{CacheOptions, KmemCache},
+    gfp,
+};
+use core::{alloc::Layout, cell::UnsafeCell, mem::MaybeUninit, ptr::NonNull};
+use kernel::{
+    alloc::{AllocError, Flags, NumaNode},
+    bindings,
+    prelude::*,
+    str::CStr,
+    sync::atomic::{Acquire, Atomic, Full, Relaxed, Release},
+};
+
+const EMPTY: i32 = 0;
+const BUSY: i32 = 1;
+const READY: i32 = 2;
+
+/// A slab cache in a `static`, created in module init and destroyed in module exit.
+///
+/// # Invariants
+///
+/// `cache` is initialised exactly while `state` is `READY`; while it is `BUSY` one thread has
+/// exclusive access to `cache`.
+pub struct StaticCache<T> {
+    state: Atomic<i32>,
+    cache: UnsafeCell<MaybeUninit<KmemCache<T>>>,
+}
+
+// SAFETY: `cache` is written only by the one thread that moved `state` to `BUSY`, and shared
+// (as `&KmemCache<T>`, which is `Sync`) only while it is `READY`.
+unsafe impl<T> Sync for StaticCache<T> {}
+
+impl<T> StaticCache<T> {
+    /// An empty cache slot, for a `static`.
+    pub const fn new() -> Self {
+        // INVARIANT: `EMPTY`, and `cache` is uninitialised.
+        Self {
+            state: Atomic::new(EMPTY),
+            cache: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Creates the cache. Fails with `EBUSY` if it exists already, or as [`KmemCache::new`].
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep.
+    pub fn init(&'static self, name: &CStr, options: CacheOptions) -> Result<&'static KmemCache<T>> {
+        self.state
+            .cmpxchg(EMPTY, BUSY, Full)
+            .map_err(|_| EBUSY)?;
+        match KmemCache::new(name, options) {
+            Ok(c) => {
+                // SAFETY: `state` is `BUSY` and was moved there by this thread.
+                unsafe { (*self.cache.get()).write(c) };
+                // INVARIANT: `cache` is initialised.
+                self.state.store(READY, Release);
+                self.get().ok_or(EINVAL)
+            }
+            Err(e) => {
+                // INVARIANT: `cache` is still uninitialised.
+                self.state.store(EMPTY, Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// The cache, if it has been created.
+    #[inline]
+    pub fn get(&'static self) -> Option<&'static KmemCache<T>> {
+        if self.state.load(Acquire) != READY {
+            return None;
+        }
+        // SAFETY: `READY` means `cache` is initialised and stays so until `destroy`, whose
+        // caller guarantees that no reference obtained here is still in use.
+        Some(unsafe { (*self.cache.get()).assume_init_ref() })
+    }
+
+    /// Destroys the cache, if it exists.
+    ///
+    /// # Safety
+    ///
+    /// No object of the cache and no reference returned by [`Self::get`] or [`Self::init`] may
+    /// be alive or used afterwards, and no other thread may call into `self` concurrently.
+    pub unsafe fn destroy(&'static self) {
+        if self.state.cmpxchg(READY, BUSY, Full).is_ok() {
+            // SAFETY: `state` was `READY`, so `cache` is initialised; this thread owns it now.
+            unsafe { (*self.cache.get()).assume_init_drop() };
+            // INVARIANT: `cache` is uninitialised again.
+            self.state.store(EMPTY, Relaxed);
+        }
+    }
+
+    /// The allocator behind [`static_cache_allocator!`].
+    ///
+    /// Serves exactly `Layout::new::<T>()` (and zero-sized layouts, with a dangling pointer);
+    /// any other layout, and any call before [`Self::init`], fails with [`AllocError`].
+    ///
+    /// # Safety
+    ///
+    /// As [`kernel::alloc::Allocator::realloc`], with every allocation having come from this
+    /// function on the same `self`.
+    pub unsafe fn realloc(
+        &'static self,
+        ptr: Option<NonNull<u8>>,
+        layout: Layout,
+        old_layout: Layout,
+        flags: Flags,
+        nid: NumaNode,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let this = Layout::new::<T>();
+        let old = ptr.filter(|_| old_layout.size() != 0);
+        let cache = self.get().ok_or(AllocError)?;
+        if layout.size() == 0 {
+            if let Some(p) = old {
+                // SAFETY: By the safety requirements `p` is an object of this cache.
+                unsafe { bindings::kmem_cache_free(cache.as_raw(), p.as_ptr().cast()) };
+            }
+            let dangling = NonNull::new(layout.align() as *mut u8).ok_or(AllocError)?;
+            return Ok(NonNull::slice_from_raw_parts(dangling, 0));
+        }
+        if layout.size() != this.size() || layout.align() > this.align() {
+            return Err(AllocError);
+        }
+        if let Some(p) = old {
+            // Same size: the object already fits.
+            return Ok(NonNull::slice_from_raw_parts(p, layout.size()));
+        }
+        let node = if nid == NumaNode::NO_NODE {
+            bindings::NUMA_NO_NODE
+        } else {
+            (0..bindings::MAX_NUMNODES as i32)
+                .find(|&i| NumaNode::new(i).ok() == Some(nid))
+                .ok_or(AllocError)?
+        };
+        // SAFETY: `cache` is a live cache.
+        let p = unsafe {
+            bindings::kmem_cache_alloc_node_noprof(cache.as_raw(), gfp::raw(flags), node)
+        };
+        let p = NonNull::new(p.cast::<u8>()).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+}
+
+impl<T> Default for StaticCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Declares a module-lifetime slab cache for a type and an allocator over it.
+///
+/// `static_cache_allocator!(pub NodeAlloc, NODE_CACHE: Node)` declares
+/// `static NODE_CACHE: StaticCache<Node>` and a zero-sized `NodeAlloc` implementing
+/// [`Allocator`](kernel::alloc::Allocator), so that `Box<Node, NodeAlloc>` allocates from the
+/// cache. The allocator serves `Node`'s layout only; any other layout fails cleanly with
+/// [`AllocError`]. The rslab library must be mounted as `mod rslab` at the crate root.
+#[macro_export]
+macro_rules! static_cache_allocator {
+    ($vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
+        $vis static $cache: $crate::rslab::static_cache::StaticCache<$ty> =
+            $crate::rslab::static_cache::StaticCache::new();
+
+        #[doc = concat!("Allocator over the `", stringify!($cache), "` slab cache.")]
+        $vis struct $alloc;
+
+        // SAFETY: `StaticCache::realloc` implements `Allocator::realloc` for allocations of
+        // this cache, which stay valid until freed through it.
+        unsafe impl ::kernel::alloc::Allocator for $alloc {
+            const MIN_ALIGN: usize = ::core::mem::align_of::<$ty>();
+
+            #[inline]
+            unsafe fn realloc(
+                ptr: ::core::option::Option<::core::ptr::NonNull<u8>>,
+                layout: ::core::alloc::Layout,
+                old_layout: ::core::alloc::Layout,
+                flags: ::kernel::alloc::Flags,
+                nid: ::kernel::alloc::NumaNode,
+            ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, ::kernel::alloc::AllocError> {
+                // SAFETY: Every allocation of this allocator comes from this cache.
+                unsafe { $cache.realloc(ptr, layout, old_layout, flags, nid) }
+            }
+        }
+    };
+}
+
+#[cfg(rslab_lib_tests)]
+#[kernel::macros::kunit_tests(rslab_static_cache)]
+mod tests {
+    use super::*;
+    use crate::rslab::check;
+    use kernel::alloc::{Box, Vec};
+
+    #[derive(Debug, PartialEq)]
+    struct Item {
+        a: u64,
+        b: [u32; 5],
+    }
+
+    crate::static_cache_allocator!(ItemAlloc, ITEM_CACHE: Item);
+
+    #[test]
+    fn box_over_a_static_cache() -> Result {
+        check!(
+            Box::<Item, ItemAlloc>::new(Item { a: 0, b: [0; 5] }, GFP_KERNEL).is_err(),
+            "allocation before init succeeded"
+        );
+        let cache = ITEM_CACHE.init(c"rslab_test_static", CacheOptions::new())?;
+        check!(
+            matches!(ITEM_CACHE.init(c"rslab_test_static2", CacheOptions::new()), Err(e) if e == EBUSY),
+            "second init"
+        );
+        let r = (|| -> Result {
+            let b = Box::<Item, ItemAlloc>::new(Item { a: 5, b: [6; 5] }, GFP_KERNEL)?;
+            check!(b.a == 5 && b.b == [6; 5], "contents");
+            let z = Box::<Item, ItemAlloc>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
+            // SAFETY: Zeroed memory is a valid `Item`.
+            let z = unsafe { z.assume_init() };
+            check!(*z == Item { a: 0, b: [0; 5] }, "__GFP_ZERO");
+            let p = Box::<Item, ItemAlloc>::pin(Item { a: 1, b: [1; 5] }, GFP_KERNEL)?;
+            check!(p.a == 1, "pin");
+            let sb = cache.alloc(Item { a: 2, b: [2; 5] }, GFP_KERNEL)?;
+            check!(sb.a == 2, "SlabBox from the same cache");
+            // Other layouts fail cleanly.
+            check!(
+                Vec::<Item, ItemAlloc>::with_capacity(2, GFP_KERNEL).is_err(),
+                "two Items from a one-Item cache"
+            );
+            let mut one = Vec::<Item, ItemAlloc>::with_capacity(1, GFP_KERNEL)?;
+            one.push(Item { a: 3, b: [3; 5] }, GFP_NOWAIT)?;
+            check!(
+                one.push(Item { a: 4, b: [4; 5] }, GFP_KERNEL).is_err(),
+                "growing past one Item"
+            );
+            check!(one.len() == 1 && one[0].a == 3, "failed grow kept the contents");
+            Ok(())
+        })();
+        // SAFETY: Every object of the cache was dropped inside the closure above, and this test
+        // is the cache's only user.
+        unsafe { ITEM_CACHE.destroy() };
+        r?;
+        check!(ITEM_CACHE.get().is_none(), "cache still there after destroy");
+        check!(
+            Box::<Item, ItemAlloc>::new(Item { a: 0, b: [0; 5] }, GFP_KERNEL).is_err(),
+            "allocation after destroy succeeded"
+        );
+        Ok(())
+    }
+}
