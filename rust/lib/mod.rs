@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rslab: slab and kmalloc building blocks for Rust drivers.
+//!
+//! - [`layout`]: the rule that turns a [`core::alloc::Layout`] into a kmalloc request, relying
+//!   on the extended kmalloc alignment guarantee instead of power-of-two padding.
+//! - [`buckets`]: the running kernel's kmalloc buckets, discovered at run time.
+//! - [`kmalloc`]: the [`kernel::alloc::Allocator`] over kmalloc built on that rule, for
+//!   `Box<T, Kmalloc>` and `Vec<T, Kmalloc>`.
+//! - [`stats`]: an opt-in wrapper of that allocator that counts where the bytes go.
+//! - [`cache`]: typed slab caches, [`cache::KmemCache<T>`], whose objects borrow the cache.
+//! - [`static_cache`]: module-lifetime caches and `Box` allocators over them.
+//! - `sheaf` (only when the kernel exports the sheaf API, `cfg(rslab_sheaf)`): prefilled
+//!   sheaves for allocations that cannot fail under a lock.
+//! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
+//!
+//! An out-of-tree module cannot link against another module's Rust crate, so drivers include
+//! this directory as a module of their own crate:
+//!
+//! ```ignore
+//! #[path = "../rust/lib/mod.rs"]
+//! pub mod rslab;
+//! ```
+
+pub mod buckets;
+pub mod cache;
+pub mod gfp;
+pub mod kmalloc;
+pub mod layout;
+#[cfg(rslab_sheaf)]
+pub mod sheaf;
+pub mod static_cache;
+pub mod stats;
+
+/// Whether this build has the sheaf API (the kernel exports the sheaf functions).
+pub const HAVE_SHEAVES: bool = cfg!(rslab_sheaf);
+
+/// Checks a condition in a test or self-check; on failure, logs what was expected and where,
+/// and returns `Err(EINVAL)` from the enclosing function.
+///
+/// Unlike KUnit's `assert!`, which ends the test thread on the spot, this runs destructors, so a
+/// failing check never leaks memory or leaves a lock held.
+#[cfg_attr(not(rslab_lib_tests), allow(unused_macros))]
+macro_rules! check {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            ::kernel::pr_err!(
+                "check failed at {}:{}: {}: {}\n",
+                ::core::file!(),
+                ::core::line!(),
+                ::core::stringify!($cond),
+                ::core::format_args!($($arg)+)
+            );
+            return Err(::kernel::error::code::EINVAL);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use check;

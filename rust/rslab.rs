@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rslab: proves the kmalloc alignment guarantee on the running kernel and reports it.
+//!
+//! Loading the module runs its KUnit suites (with `CONFIG_KUNIT`), then builds a report of what
+//! it verified, readable at `/sys/kernel/debug/rslab/report`, and exposes the statistics of
+//! [`rslab::stats::TrackedKmalloc`] at `/sys/kernel/debug/rslab/kmalloc_stats`.
+
+use kernel::{debugfs::Dir, prelude::*};
+
+#[path = "lib/mod.rs"]
+pub mod rslab;
+
+mod report;
+
+module! {
+    type: RslabModule,
+    name: "rslab",
+    authors: ["rslab developers"],
+    description: "kmalloc and slab sheaf building blocks for Rust drivers",
+    license: "GPL",
+}
+
+#[pin_data]
+struct RslabModule {
+    _dir: Dir,
+    #[pin]
+    _report: kernel::debugfs::File<report::Report>,
+    #[pin]
+    _stats: kernel::debugfs::File<rslab::stats::StatsFile>,
+}
+
+impl kernel::InPlaceModule for RslabModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let dir = Dir::new(c"rslab");
+        try_pin_init!(Self {
+            _report <- {
+                let report = report::Report::build()?;
+                report.log();
+                dir.read_only_file(c"report", report)
+            },
+            _stats <- dir.read_only_file(c"kmalloc_stats", rslab::stats::StatsFile),
+            _dir: dir,
+        })
+    }
+}
