@@ -177,7 +177,10 @@ impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "rslab report")?;
         writeln!(f)?;
-        writeln!(f, "kmalloc alignment (extended guarantee: an object is aligned to the")?;
+        writeln!(
+            f,
+            "kmalloc alignment (extended guarantee: an object is aligned to the"
+        )?;
         writeln!(f, "largest power-of-two divisor of its size)")?;
         writeln!(
             f,

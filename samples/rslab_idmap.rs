@@ -184,7 +184,10 @@ struct Summary {
 
 impl core::fmt::Debug for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(f, "rslab_idmap: ID map inserting under a spinlock from slab sheaves")?;
+        writeln!(
+            f,
+            "rslab_idmap: ID map inserting under a spinlock from slab sheaves"
+        )?;
         writeln!(
             f,
             "  {} batches, {} IDs inserted with no failure path under the lock,",

@@ -159,11 +159,7 @@ pub fn page_bucket(size: usize) -> usize {
 
 /// Allocates `n` objects of `size` bytes with plain kmalloc, calls `f` on each pointer, and
 /// frees them all. Stops at the first error from `f`.
-pub fn with_objects(
-    size: usize,
-    n: usize,
-    mut f: impl FnMut(NonNull<u8>) -> Result,
-) -> Result {
+pub fn with_objects(size: usize, n: usize, mut f: impl FnMut(NonNull<u8>) -> Result) -> Result {
     let layout = Layout::from_size_align(size, 1).map_err(|_| EINVAL)?;
     let mut ptrs = KVec::with_capacity(n, GFP_KERNEL)?;
     let mut ret = Ok(());

@@ -216,11 +216,7 @@ impl<T> KmemCache<T> {
     /// # Context
     ///
     /// May sleep if `flags` allows it.
-    pub fn pin_init<E>(
-        &self,
-        init: impl PinInit<T, E>,
-        flags: Flags,
-    ) -> Result<Pin<SlabBox<'_, T>>>
+    pub fn pin_init<E>(&self, init: impl PinInit<T, E>, flags: Flags) -> Result<Pin<SlabBox<'_, T>>>
     where
         Error: From<E>,
     {
@@ -402,7 +398,10 @@ mod tests {
         let cache = KmemCache::<Aligned>::new(c"rslab_test_aligned", CacheOptions::new())?;
         for _ in 0..64 {
             let a = cache.alloc(Aligned([1; 72]), GFP_KERNEL)?;
-            check!((&raw const *a) as usize % 64 == 0 && a.0[71] == 1, "misaligned");
+            check!(
+                (&raw const *a) as usize % 64 == 0 && a.0[71] == 1,
+                "misaligned"
+            );
         }
         Ok(())
     }
@@ -422,11 +421,18 @@ mod tests {
                 },
                 GFP_KERNEL,
             );
-            check!(matches!(r, Err(e) if e == EAGAIN), "init error not passed on");
+            check!(
+                matches!(r, Err(e) if e == EAGAIN),
+                "init error not passed on"
+            );
         }
         let p = cache.pin_init(pin_init::init_zeroed::<[u64; 4]>(), GFP_KERNEL)?;
         check!(p.iter().all(|&x| x == 0), "pin_init");
-        check!(STARTED.load(Relaxed) == 32, "initialiser ran {} times", STARTED.load(Relaxed));
+        check!(
+            STARTED.load(Relaxed) == 32,
+            "initialiser ran {} times",
+            STARTED.load(Relaxed)
+        );
         // Dropping the cache now must not report "objects remaining" (the runner checks).
         Ok(())
     }
@@ -457,7 +463,10 @@ mod tests {
         for i in 0..50u32 {
             v.push(cache.alloc([i; 10], GFP_KERNEL)?, GFP_KERNEL)?;
         }
-        check!(v.iter().enumerate().all(|(i, a)| a[9] == i as u32), "contents");
+        check!(
+            v.iter().enumerate().all(|(i, a)| a[9] == i as u32),
+            "contents"
+        );
         Ok(())
     }
 }

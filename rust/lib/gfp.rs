@@ -51,7 +51,11 @@ const fn atom_raw(signs: u32) -> u32 {
     let mut bits = u32::MAX;
     let mut i = 0;
     while i < N {
-        bits &= if signs & (1 << i) != 0 { RAW[i] } else { !RAW[i] };
+        bits &= if signs & (1 << i) != 0 {
+            RAW[i]
+        } else {
+            !RAW[i]
+        };
         i += 1;
     }
     bits

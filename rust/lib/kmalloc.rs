@@ -161,7 +161,14 @@ mod tests {
                     ideal
                 );
                 let pow2 = buckets::roundup(pow2_padded_size(layout).ok_or(EINVAL)?);
-                check!(used <= pow2, "({}, {}): {} > pow2 {}", size, align, used, pow2);
+                check!(
+                    used <= pow2,
+                    "({}, {}): {} > pow2 {}",
+                    size,
+                    align,
+                    used,
+                    pow2
+                );
                 if used < pow2 {
                     saved_pairs += 1;
                 }
@@ -212,10 +219,7 @@ mod tests {
         let z = unsafe { z.assume_init() };
         check!(z.iter().all(|&x| x == 0), "__GFP_ZERO");
 
-        let p = RsBox::pin_init(
-            pin_init::init_zeroed::<[u32; 16]>(),
-            GFP_KERNEL,
-        )?;
+        let p = RsBox::pin_init(pin_init::init_zeroed::<[u32; 16]>(), GFP_KERNEL)?;
         check!(p.iter().all(|&x| x == 0), "pin_init");
         let zeroed = RsBox::<[u64; 12]>::zeroed(GFP_KERNEL)?;
         check!(zeroed.iter().all(|&x| x == 0), "zeroed");
@@ -224,7 +228,10 @@ mod tests {
         #[repr(align(64))]
         struct Zst;
         let zst = RsBox::new(Zst, GFP_KERNEL)?;
-        check!((&raw const *zst) as usize == 64, "ZST pointer is not the dangling one");
+        check!(
+            (&raw const *zst) as usize == 64,
+            "ZST pointer is not the dangling one"
+        );
         let unit = RsBox::new((), GFP_KERNEL)?;
         drop((zst, unit));
 
@@ -263,7 +270,10 @@ mod tests {
         check!(v.iter().all(|&x| x == 1), "contents after reserve");
         // Growing past it moves to a larger bucket and keeps the contents.
         v.reserve(200, GFP_KERNEL)?;
-        check!(v.len() == 65 && v.iter().all(|&x| x == 1), "contents after grow");
+        check!(
+            v.len() == 65 && v.iter().all(|&x| x == 1),
+            "contents after grow"
+        );
         check!(v.capacity() >= 265, "capacity {}", v.capacity());
 
         // Shrinking through the allocator keeps the object in place (krealloc).
@@ -273,14 +283,22 @@ mod tests {
         // SAFETY: `p` is a live allocation of `big`; 100 bytes of it are written.
         unsafe { p.cast::<u8>().as_ptr().write_bytes(0x5a, 100) };
         // SAFETY: `p` was allocated with `big`.
-        let q = unsafe { Kmalloc::realloc(Some(p.cast()), small, big, GFP_KERNEL, NumaNode::NO_NODE) };
+        let q =
+            unsafe { Kmalloc::realloc(Some(p.cast()), small, big, GFP_KERNEL, NumaNode::NO_NODE) };
         let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
         let same = q == p.cast::<u8>();
         // SAFETY: `q` is valid for 100 bytes.
-        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 100) }.iter().all(|&x| x == 0x5a);
+        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 100) }
+            .iter()
+            .all(|&x| x == 0x5a);
         // SAFETY: `q` is a live allocation of `small`.
         unsafe { Kmalloc::free(q, small) };
-        check!(same && kept, "shrink moved ({}) or lost the contents ({})", !same, !kept);
+        check!(
+            same && kept,
+            "shrink moved ({}) or lost the contents ({})",
+            !same,
+            !kept
+        );
 
         let mut w = RsVec::new();
         for i in 0..1000u32 {

@@ -80,7 +80,8 @@ impl<T> KmemCache<T> {
     pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
         let count = sheaf_count(count)?;
         // SAFETY: By `KmemCache`'s invariant the cache is live.
-        let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp::raw(flags), count) };
+        let raw =
+            unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp::raw(flags), count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
         // owned by the caller, none of them claimed.
         Ok(Sheaf {
@@ -202,7 +203,11 @@ impl<'c, T> Sheaf<'c, T> {
         let this = mem::ManuallyDrop::new(self);
         // SAFETY: By the type invariant `raw` is owned by `this`, which is not used again.
         unsafe {
-            bindings::kmem_cache_return_sheaf(this.cache.as_raw(), gfp::raw(flags), this.raw.as_ptr())
+            bindings::kmem_cache_return_sheaf(
+                this.cache.as_raw(),
+                gfp::raw(flags),
+                this.raw.as_ptr(),
+            )
         };
     }
 }
@@ -335,7 +340,10 @@ mod tests {
     }
 
     /// Claims `n` slots outside the lock, then allocates them all under a spinlock.
-    fn use_under_lock<'c>(sheaf: &Sheaf<'c, [u64; 8]>, n: usize) -> Result<KVec<SlabBox<'c, [u64; 8]>>> {
+    fn use_under_lock<'c>(
+        sheaf: &Sheaf<'c, [u64; 8]>,
+        n: usize,
+    ) -> Result<KVec<SlabBox<'c, [u64; 8]>>> {
         let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
             slots.push(sheaf.claim().map_err(|_| ENOMEM)?, GFP_KERNEL)?;
@@ -358,7 +366,10 @@ mod tests {
     #[test]
     fn prefill_counts() -> Result {
         let c = cache(c"rslab_test_prefill")?;
-        check!(matches!(c.prefill(0, GFP_KERNEL), Err(e) if e == EINVAL), "prefill(0)");
+        check!(
+            matches!(c.prefill(0, GFP_KERNEL), Err(e) if e == EINVAL),
+            "prefill(0)"
+        );
         check!(
             matches!(c.prefill(MAX_SHEAF_OBJECTS + 1, GFP_KERNEL), Err(e) if e == E2BIG),
             "prefill past the maximum"
@@ -370,7 +381,11 @@ mod tests {
         let one = c.prefill(1, GFP_KERNEL)?;
         // A regular prefill fills the sheaf to the cache's capacity.
         let capacity = one.len();
-        check!(capacity >= 16, "capacity {} below the requested 16", capacity);
+        check!(
+            capacity >= 16,
+            "capacity {} below the requested 16",
+            capacity
+        );
         drop(one);
         for count in [1, capacity, capacity + 1, 1000] {
             let s = c.prefill(count, GFP_KERNEL)?;
@@ -379,7 +394,10 @@ mod tests {
             check!(objs.len() == count, "allocated {}", objs.len());
             drop(objs);
         }
-        pr_info!("rslab_sheaf: sheaf capacity {} for a requested 16\n", capacity);
+        pr_info!(
+            "rslab_sheaf: sheaf capacity {} for a requested 16\n",
+            capacity
+        );
         Ok(())
     }
 
@@ -389,10 +407,17 @@ mod tests {
         let s = c.prefill(40, GFP_KERNEL)?;
         let n = s.len();
         let objs = use_under_lock(&s, n)?;
-        check!(s.is_empty() && s.available() == 0, "sheaf not empty: {}", s.len());
+        check!(
+            s.is_empty() && s.available() == 0,
+            "sheaf not empty: {}",
+            s.len()
+        );
         check!(s.claim().is_err(), "claim beyond the reservation");
         check!(s.alloc([0; 8]).is_err(), "alloc beyond the reservation");
-        check!(objs.iter().enumerate().all(|(i, o)| o[7] == i as u64), "contents");
+        check!(
+            objs.iter().enumerate().all(|(i, o)| o[7] == i as u64),
+            "contents"
+        );
         Ok(())
     }
 
@@ -419,9 +444,19 @@ mod tests {
         let used = use_under_lock(&s, 5)?;
         let now = s.len();
         s.refill(1, GFP_KERNEL)?;
-        check!(s.len() == now, "refill smaller changed {} -> {}", now, s.len());
+        check!(
+            s.len() == now,
+            "refill smaller changed {} -> {}",
+            now,
+            s.len()
+        );
         s.refill(now, GFP_KERNEL)?;
-        check!(s.len() == now, "refill equal changed {} -> {}", now, s.len());
+        check!(
+            s.len() == now,
+            "refill equal changed {} -> {}",
+            now,
+            s.len()
+        );
         s.refill(cap, GFP_KERNEL)?;
         check!(s.len() >= cap, "refill to capacity: {}", s.len());
         s.refill(cap + 50, GFP_KERNEL)?;
@@ -462,27 +497,33 @@ mod tests {
             let s = c.prefill(4, GFP_KERNEL)?;
             use_under_lock(&s, 4)?
         };
-        check!(objs.iter().enumerate().all(|(i, o)| o[0] == i as u64), "contents after the sheaf was returned");
+        check!(
+            objs.iter().enumerate().all(|(i, o)| o[0] == i as u64),
+            "contents after the sheaf was returned"
+        );
         drop(objs);
         Ok(())
     }
 
     #[test]
     fn zeroed_and_accounted() -> Result {
-        let c = KmemCache::<MaybeUninit<[u8; 128]>>::new(
-            c"rslab_test_zero",
-            CacheOptions::new(),
-        )?;
+        let c = KmemCache::<MaybeUninit<[u8; 128]>>::new(c"rslab_test_zero", CacheOptions::new())?;
         let s = c.prefill(4, GFP_KERNEL)?;
         let [a, b] = s.claim_array::<2>().map_err(|_| ENOMEM)?;
         // `MaybeUninit` needs no initialisation, so the memory is exactly what the slab gave.
         let z = a.zeroed().alloc(MaybeUninit::uninit());
         // SAFETY: `__GFP_ZERO` zeroed all 128 bytes.
         let bytes = unsafe { z.assume_init_ref() };
-        check!(bytes.iter().all(|&x| x == 0), "__GFP_ZERO object not zeroed");
+        check!(
+            bytes.iter().all(|&x| x == 0),
+            "__GFP_ZERO object not zeroed"
+        );
         let acc = b.accounted().zeroed().alloc(MaybeUninit::uninit());
         // SAFETY: As above.
-        check!(unsafe { acc.assume_init_ref() }.iter().all(|&x| x == 0), "accounted");
+        check!(
+            unsafe { acc.assume_init_ref() }.iter().all(|&x| x == 0),
+            "accounted"
+        );
         Ok(())
     }
 
@@ -511,7 +552,10 @@ mod tests {
         // instead of invoking the OOM killer.
         let c = KmemCache::<[u8; 65536]>::new(c"rslab_test_enomem", CacheOptions::new())?;
         let r = c.prefill(100_000, GFP_NOWAIT | __GFP_NOWARN);
-        check!(matches!(r, Err(e) if e == ENOMEM), "impossible prefill did not fail with ENOMEM");
+        check!(
+            matches!(r, Err(e) if e == ENOMEM),
+            "impossible prefill did not fail with ENOMEM"
+        );
         // The cache must still work, and be destroyed without "objects remaining".
         let s = c.prefill(2, GFP_KERNEL)?;
         let [a] = s.claim_array::<1>().map_err(|_| ENOMEM)?;

@@ -76,10 +76,12 @@ impl<T> StaticCache<T> {
     /// # Context
     ///
     /// Process context; may sleep.
-    pub fn init(&'static self, name: &CStr, options: CacheOptions) -> Result<&'static KmemCache<T>> {
-        self.state
-            .cmpxchg(EMPTY, BUSY, Full)
-            .map_err(|_| EBUSY)?;
+    pub fn init(
+        &'static self,
+        name: &CStr,
+        options: CacheOptions,
+    ) -> Result<&'static KmemCache<T>> {
+        self.state.cmpxchg(EMPTY, BUSY, Full).map_err(|_| EBUSY)?;
         match KmemCache::new(name, options) {
             Ok(c) => {
                 // SAFETY: `state` is `BUSY` and was moved there by this thread.
@@ -263,14 +265,20 @@ mod tests {
                 one.push(Item { a: 4, b: [4; 5] }, GFP_KERNEL).is_err(),
                 "growing past one Item"
             );
-            check!(one.len() == 1 && one[0].a == 3, "failed grow kept the contents");
+            check!(
+                one.len() == 1 && one[0].a == 3,
+                "failed grow kept the contents"
+            );
             Ok(())
         })();
         // SAFETY: Every object of the cache was dropped inside the closure above, and this test
         // is the cache's only user.
         unsafe { ITEM_CACHE.destroy() };
         r?;
-        check!(ITEM_CACHE.get().is_none(), "cache still there after destroy");
+        check!(
+            ITEM_CACHE.get().is_none(),
+            "cache still there after destroy"
+        );
         check!(
             Box::<Item, ItemAlloc>::new(Item { a: 0, b: [0; 5] }, GFP_KERNEL).is_err(),
             "allocation after destroy succeeded"

@@ -348,7 +348,11 @@ mod tests {
         let d = Snapshot::take().since(&before);
         let t = d.total();
         check!(t.live == 1, "one live buffer expected: {:?}", t);
-        check!(t.allocs >= 3, "growth should have moved the buffer: {:?}", t);
+        check!(
+            t.allocs >= 3,
+            "growth should have moved the buffer: {:?}",
+            t
+        );
         check!(
             t.requested == v.capacity() * 24,
             "requested {} for capacity {}",
@@ -358,7 +362,11 @@ mod tests {
         check!(t.used == t.ideal && t.used <= t.pow2, "{:?}", t);
         drop(v);
         let t = Snapshot::take().since(&before).total();
-        check!(t.live == 0 && t.used == 0 && t.requested == 0, "after drop: {:?}", t);
+        check!(
+            t.live == 0 && t.used == 0 && t.requested == 0,
+            "after drop: {:?}",
+            t
+        );
         Ok(())
     }
 
@@ -368,7 +376,8 @@ mod tests {
         v.extend_from_slice(&[5; 8], GFP_KERNEL)?;
         let before = Snapshot::take();
         check!(
-            v.reserve(crate::rslab::layout::KMALLOC_MAX_SIZE, GFP_KERNEL).is_err(),
+            v.reserve(crate::rslab::layout::KMALLOC_MAX_SIZE, GFP_KERNEL)
+                .is_err(),
             "oversize reserve succeeded"
         );
         let t = Snapshot::take().since(&before).total();
@@ -405,7 +414,11 @@ mod tests {
             if name == "total" {
                 total = true;
             } else {
-                check!(name == "large" || name.parse::<usize>().is_ok(), "{:?}", line);
+                check!(
+                    name == "large" || name.parse::<usize>().is_ok(),
+                    "{:?}",
+                    line
+                );
                 rows += 1;
             }
         }
