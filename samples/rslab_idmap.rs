@@ -23,7 +23,7 @@ use kernel::{debugfs::Dir, new_spinlock, prelude::*, sync::SpinLock};
 pub mod rslab;
 
 use rslab::{
-    cache::{CacheOptions, SlabBox},
+    cache::{CacheOptions, KmemCache, SlabBox},
     sheaf::Slot,
     static_cache::StaticCache,
 };
@@ -39,31 +39,38 @@ module! {
 /// Hash buckets of the map.
 const BUCKETS: usize = 64;
 
-/// One entry of the map, allocated from [`NODES`].
-struct Node {
+/// One entry of the map, allocated from the map's cache `'c`.
+struct Node<'c> {
     id: u32,
     value: u64,
-    next: Option<SlabBox<'static, Node>>,
+    next: Link<'c>,
 }
 
-/// The cache every node comes from; created in module init, destroyed in module exit.
-static NODES: StaticCache<Node> = StaticCache::new();
+/// A chain of nodes.
+type Link<'c> = Option<SlabBox<'c, Node<'c>>>;
 
-struct Inner {
-    buckets: [Option<SlabBox<'static, Node>>; BUCKETS],
+/// The module's node cache; created in module init, destroyed in module exit.
+static NODES: StaticCache<Node<'static>> = StaticCache::new();
+
+struct Inner<'c> {
+    buckets: [Link<'c>; BUCKETS],
     next_id: u32,
     len: usize,
 }
 
 /// The map. `insert_batch` reserves before it locks; nothing under the lock can fail.
+///
+/// The map borrows the cache its nodes come from, so the cache cannot go away first: the module
+/// uses its `'static` cache, a test uses a local one.
 #[pin_data]
-struct IdMap {
+struct IdMap<'c> {
+    cache: &'c KmemCache<Node<'c>>,
     #[pin]
-    inner: SpinLock<Inner>,
+    inner: SpinLock<Inner<'c>>,
 }
 
 /// Takes the node with `id` out of the chain starting at `head`.
-fn unlink(head: &mut Option<SlabBox<'static, Node>>, id: u32) -> Option<SlabBox<'static, Node>> {
+fn unlink<'c>(head: &mut Link<'c>, id: u32) -> Link<'c> {
     let mut link = head;
     while link.as_ref().is_some_and(|n| n.id != id) {
         link = &mut { link }.as_mut()?.next;
@@ -77,9 +84,10 @@ fn bucket(id: u32) -> usize {
     (id as usize).wrapping_mul(0x9e37_79b9) % BUCKETS
 }
 
-impl IdMap {
-    fn new() -> impl PinInit<Self> {
+impl<'c> IdMap<'c> {
+    fn new(cache: &'c KmemCache<Node<'c>>) -> impl PinInit<Self> + 'c {
         pin_init!(Self {
+            cache,
             inner <- new_spinlock!(Inner {
                 buckets: [const { None }; BUCKETS],
                 next_id: 1,
@@ -94,12 +102,10 @@ impl IdMap {
     ///
     /// Process context; may sleep before it takes the lock.
     fn insert_batch(&self, values: &[u64]) -> Result<u32> {
-        let cache = NODES.get().ok_or(ENODEV)?;
-
         // Step 1, before the lock: reserve one node per value. Everything that can fail is
         // here, and nothing has been changed yet.
-        let sheaf = cache.prefill(values.len(), GFP_KERNEL)?;
-        let mut slots: KVec<Slot<'_, 'static, Node>> =
+        let sheaf = self.cache.prefill(values.len(), GFP_KERNEL)?;
+        let mut slots: KVec<Slot<'_, 'c, Node<'c>>> =
             KVec::with_capacity(values.len(), GFP_KERNEL)?;
         for _ in values {
             // The sheaf holds at least `values.len()` objects, so claims succeed; the vector
@@ -209,7 +215,7 @@ impl core::fmt::Debug for Summary {
 }
 
 /// Drives the map the way a driver would.
-fn exercise(map: &IdMap) -> Result<Summary> {
+fn exercise(map: &IdMap<'_>) -> Result<Summary> {
     let mut s = Summary {
         batches: 0,
         inserted: 0,
@@ -246,7 +252,7 @@ fn exercise(map: &IdMap) -> Result<Summary> {
 #[pin_data(PinnedDrop)]
 struct IdMapModule {
     #[pin]
-    map: IdMap,
+    map: IdMap<'static>,
     _dir: Dir,
     #[pin]
     _report: kernel::debugfs::File<Summary>,
@@ -256,10 +262,9 @@ impl kernel::InPlaceModule for IdMapModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = Dir::new(c"rslab_idmap");
         try_pin_init!(&this in Self {
-            map <- {
-                NODES.init(c"rslab_idmap_node", CacheOptions::new().sheaf_capacity(32))?;
-                IdMap::new()
-            },
+            map <- IdMap::new(
+                NODES.init(c"rslab_idmap_node", CacheOptions::new().sheaf_capacity(32))?,
+            ),
             _report <- {
                 // SAFETY: `map` is initialised above and pinned in `this`.
                 let map = unsafe { &(*this.as_ptr()).map };
@@ -298,17 +303,12 @@ mod tests {
     use super::*;
     use pin_init::stack_pin_init;
 
-    /// Runs `f` with a fresh map over a freshly created `NODES` cache, and tears both down.
-    fn with_map(f: impl FnOnce(&IdMap) -> Result) -> Result {
-        NODES.init(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        let r = {
-            stack_pin_init!(let map = IdMap::new());
-            let r = f(&map);
-            map.clear();
-            r
-        };
-        // SAFETY: The map that owned every node is empty and gone.
-        unsafe { NODES.destroy() };
+    /// Runs `f` with a fresh map over a cache of its own; both go away at the end.
+    fn with_map(f: impl FnOnce(&IdMap<'_>) -> Result) -> Result {
+        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
+        stack_pin_init!(let map = IdMap::new(&cache));
+        let r = f(&map);
+        map.clear();
         r
     }
 

@@ -112,21 +112,48 @@ impl Default for CacheOptions {
 
 /// A slab cache for objects of type `T`.
 ///
+/// `KmemCache` has no `Drop` implementation of its own: the cache is destroyed by its
+/// [`RawCache`] field, which does not mention `T`. That lets `T` hold references with the
+/// cache's own lifetime (`Node<'c>` linking to `SlabBox<'c, Node<'c>>`), which drop checking
+/// would otherwise refuse; destroying a cache never touches a `T`.
+///
 /// # Invariants
 ///
-/// `ptr` points to a live `struct kmem_cache` created for objects of `size_of::<T>()` bytes
-/// aligned to at least `align_of::<T>()`, owned by this value and destroyed only in `drop`.
+/// `raw` is a cache created for objects of `size_of::<T>()` bytes aligned to at least
+/// `align_of::<T>()`.
 pub struct KmemCache<T> {
-    ptr: NonNull<bindings::kmem_cache>,
+    raw: RawCache,
     _t: PhantomData<T>,
 }
 
-// SAFETY: A `struct kmem_cache` may be used from any thread; the cache owns no `T` (objects are
-// owned by `SlabBox`, which carries its own `Send` bound).
+// SAFETY: The cache owns no `T` (objects are owned by `SlabBox`, which carries its own `Send`
+// bound), and `RawCache` may move between threads.
 unsafe impl<T> Send for KmemCache<T> {}
 
-// SAFETY: All slab operations on a cache are thread-safe.
+// SAFETY: All slab operations on a cache are thread-safe, and `&KmemCache<T>` gives no access
+// to any `T`.
 unsafe impl<T> Sync for KmemCache<T> {}
+
+/// An owned `struct kmem_cache`, destroyed on drop.
+///
+/// # Invariants
+///
+/// `0` points to a live cache owned by this value.
+struct RawCache(NonNull<bindings::kmem_cache>);
+
+// SAFETY: A `struct kmem_cache` may be used and destroyed from any thread.
+unsafe impl Send for RawCache {}
+
+// SAFETY: All slab operations on a cache are thread-safe.
+unsafe impl Sync for RawCache {}
+
+impl Drop for RawCache {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the cache is live and owned by `self`. Every object
+        // and sheaf of the cache borrows the `KmemCache` that owns `self`, so none is alive.
+        unsafe { bindings::kmem_cache_destroy(self.0.as_ptr()) };
+    }
+}
 
 impl<T> KmemCache<T> {
     /// Creates a cache named `name` (shown in `/proc/slabinfo`) for objects of type `T`.
@@ -162,16 +189,17 @@ impl<T> KmemCache<T> {
                 options.flags.0 as bindings::slab_flags_t,
             )
         };
-        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()`.
+        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()` and
+        // is owned by the new `RawCache`.
         Ok(Self {
-            ptr: NonNull::new(ptr).ok_or(ENOMEM)?,
+            raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?),
             _t: PhantomData,
         })
     }
 
     /// The raw cache pointer, for calls the wrappers do not cover.
     pub fn as_raw(&self) -> *mut bindings::kmem_cache {
-        self.ptr.as_ptr()
+        self.raw.0.as_ptr()
     }
 
     /// Allocates an object and moves `value` into it.
@@ -248,14 +276,6 @@ impl<T> KmemCache<T> {
     pub(crate) unsafe fn free_raw(&self, ptr: NonNull<T>) {
         // SAFETY: By the safety requirements, `ptr` is an object of this live cache.
         unsafe { bindings::kmem_cache_free(self.as_raw(), ptr.as_ptr().cast()) };
-    }
-}
-
-impl<T> Drop for KmemCache<T> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the cache is live and owned by `self`. Every object
-        // and sheaf of the cache borrows `self`, so none is alive any more.
-        unsafe { bindings::kmem_cache_destroy(self.as_raw()) };
     }
 }
 

@@ -259,22 +259,42 @@ mod tests {
     #[test]
     fn vec_api() -> Result {
         let mut v = RsVec::<u8>::with_capacity(65, GFP_KERNEL)?;
-        let first = v.as_ptr();
         // SAFETY: `v` owns a live `Kmalloc` object of at least 65 bytes.
-        let used = unsafe { buckets::ksize(NonNull::new(first.cast_mut()).ok_or(EINVAL)?) };
+        let used = unsafe { buckets::ksize(NonNull::new(v.as_mut_ptr()).ok_or(EINVAL)?) };
         check!(used == 96, "65-byte Vec in a {}-byte object", used);
         v.extend_from_slice(&[1; 65], GFP_KERNEL)?;
-        // Growing within the object's 96 bytes keeps it in place (krealloc).
-        v.reserve(30, GFP_KERNEL)?;
-        check!(v.as_ptr() == first, "grow within ksize moved the buffer");
-        check!(v.iter().all(|&x| x == 1), "contents after reserve");
-        // Growing past it moves to a larger bucket and keeps the contents.
+        // Growing past the object moves to a larger bucket and keeps the contents.
         v.reserve(200, GFP_KERNEL)?;
         check!(
             v.len() == 65 && v.iter().all(|&x| x == 1),
             "contents after grow"
         );
         check!(v.capacity() >= 265, "capacity {}", v.capacity());
+
+        // Growing within the object's bucket keeps it in place (krealloc): 65 -> 90 bytes both
+        // fit kmalloc-96.
+        let l65 = Layout::from_size_align(65, 1).map_err(|_| EINVAL)?;
+        let l90 = Layout::from_size_align(90, 1).map_err(|_| EINVAL)?;
+        let p = Kmalloc::alloc(l65, GFP_KERNEL, NumaNode::NO_NODE).map_err(|_| ENOMEM)?;
+        // SAFETY: `p` is a live allocation of `l65`.
+        unsafe { p.cast::<u8>().as_ptr().write_bytes(0x3c, 65) };
+        // SAFETY: `p` was allocated with `l65`.
+        let q =
+            unsafe { Kmalloc::realloc(Some(p.cast()), l90, l65, GFP_KERNEL, NumaNode::NO_NODE) };
+        let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
+        let same = q == p.cast::<u8>();
+        // SAFETY: `q` is valid for 90 bytes, the first 65 of them initialised.
+        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 65) }
+            .iter()
+            .all(|&x| x == 0x3c);
+        // SAFETY: `q` is a live allocation of `l90`.
+        unsafe { Kmalloc::free(q, l90) };
+        check!(
+            same && kept,
+            "grow in place moved ({}) or lost the contents ({})",
+            !same,
+            !kept
+        );
 
         // Shrinking through the allocator keeps the object in place (krealloc).
         let big = Layout::from_size_align(1000, 8).map_err(|_| EINVAL)?;

@@ -57,7 +57,9 @@ build_modules() {
 }
 
 runner() {
-	"$VENV/bin/python3" "$here/runner.py" --kdir "$KDIR" --vng "$VENV/bin/vng" "$@"
+	# vng runs virtme-run and friends from its own venv.
+	PATH="$VENV/bin:$PATH" "$VENV/bin/python3" "$here/runner.py" --kdir "$KDIR" \
+		--vng "$VENV/bin/vng" "$@"
 }
 
 case $cmd in

@@ -171,7 +171,7 @@ def boot(args, out: Path, modules):
     for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals'] + \
             [p.name for p in out.glob('*.txt')]:
         (out / f).unlink(missing_ok=True)
-    cmd = [args.vng, '--run', str(args.kdir), '--user', 'root', '--rwdir', str(out),
+    cmd = [args.vng, '--run', str(args.kdir), '--verbose', '--user', 'root', '--rwdir', str(out),
            '--cpus', str(args.cpus), '--memory', args.memory, '--exec', f'bash {script}']
     if not args.kvm:
         cmd.insert(1, '--disable-kvm')
@@ -191,8 +191,11 @@ def boot(args, out: Path, modules):
             return f'timeout: the guest did not finish within {args.timeout} s (see {out}/vng.log)'
     log(f'guest finished in {time.monotonic() - start:.1f} s')
     if not (out / 'guest.status').exists():
-        tail = (out / 'vng.log').read_text(errors='replace').splitlines()[-15:]
-        return 'the guest did not complete its script; last lines of vng.log:\n  ' + \
+        console = (out / 'vng.log').read_text(errors='replace').splitlines()
+        panic = [i for i, l in enumerate(console) if re.search(r'Oops|BUG:|Kernel panic|double fault', l)]
+        start = max(0, panic[0] - 5) if panic else len(console) - 25
+        tail = console[start:start + 30]
+        return 'the guest did not complete its script; console (vng.log):\n  ' + \
             '\n  '.join(tail)
     return None
 
@@ -222,8 +225,8 @@ def judge(args, out: Path):
     if kp is None:
         problems.append(f'kunit.py not found under {args.kdir}')
         return problems, None
-    res = subprocess.run([sys.executable, str(kp), 'parse', '--json', str(out / 'kunit.json'),
-                          '--junit', str(out / 'junit.xml'), str(out / 'ktap.log')],
+    res = subprocess.run([sys.executable, str(kp), 'parse', f'--json={out / "kunit.json"}',
+                          f'--junit={out / "junit.xml"}', str(out / 'ktap.log')],
                          capture_output=True, text=True)
     rendered = res.stdout
     if args.mode == 'check' or res.returncode != 0:
