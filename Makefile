@@ -6,6 +6,7 @@
 #   make check      build everything and run every KUnit suite in the test kernel
 #   make modules    build the modules only
 #   make kernel     build (or reuse) the cached test kernel
+#   make fmt, make fmtcheck, make clippy, make checkpatch
 #   make clean
 #
 # With your own Rust-enabled kernel build: make KDIR=/path/to/build LLVM=1 [run|check]
@@ -15,11 +16,11 @@ export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
 
 TESTING := tools/testing
 
-.PHONY: all modules run check kernel clean
+.PHONY: all modules run check kernel fmt fmtcheck clippy checkpatch clean
 
 all: modules
 
-modules run check kernel:
+modules run check kernel fmt fmtcheck clippy checkpatch:
 	@$(TESTING)/rslab.sh $@
 
 clean:

@@ -134,7 +134,8 @@ impl Report {
         }
         let snap = measure_mix()?;
         let mut mix = KVec::new();
-        for r in snap.rows() {
+        // Buckets the mix only passed through (KVec growth) hold nothing at the end.
+        for r in snap.rows().filter(|r| r.live != 0) {
             mix.push(*r, GFP_KERNEL)?;
         }
         Ok(Self {
@@ -157,9 +158,14 @@ impl Report {
     /// Prints a summary to the kernel log.
     pub(crate) fn log(&self) {
         pr_info!(
-            "{} kmalloc buckets, extended alignment guarantee {}\n",
+            "{} kmalloc buckets, extended alignment guarantee {}; sheaf API {}\n",
             self.rows.len(),
-            if self.all_ok() { "holds" } else { "VIOLATED" }
+            if self.all_ok() { "holds" } else { "VIOLATED" },
+            if crate::rslab::HAVE_SHEAVES {
+                "available"
+            } else {
+                "compiled out"
+            }
         );
         let t = &self.mix_total;
         pr_info!(
@@ -177,6 +183,22 @@ impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "rslab report")?;
         writeln!(f)?;
+        if crate::rslab::HAVE_SHEAVES {
+            writeln!(
+                f,
+                "sheaf API: available (the kernel exports the five slab sheaf functions)"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "sheaf API: compiled out (the kernel does not export the slab sheaf functions;"
+            )?;
+            writeln!(
+                f,
+                "  apply tools/testing/patches/ to use KmemCache::prefill and the samples)"
+            )?;
+        }
+        writeln!(f)?;
         writeln!(
             f,
             "kmalloc alignment (extended guarantee: an object is aligned to the"
@@ -192,8 +214,8 @@ impl fmt::Debug for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "  {:>8}  {:>10}  {:>14}  {:>6}  {}",
-            "bucket", "guaranteed", "observed(min)", "ksize", "verdict"
+            "  {:>8}  {:>10}  {:>14}  {:>6}  verdict",
+            "bucket", "guaranteed", "observed(min)", "ksize"
         )?;
         for r in self.rows.iter() {
             let ok = r.ksize_ok && r.observed >= r.guaranteed;

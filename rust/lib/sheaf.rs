@@ -539,11 +539,9 @@ mod tests {
             "__GFP_ZERO object not zeroed"
         );
         let acc = b.accounted().zeroed().alloc(MaybeUninit::uninit());
-        // SAFETY: As above.
-        check!(
-            unsafe { acc.assume_init_ref() }.iter().all(|&x| x == 0),
-            "accounted"
-        );
+        // SAFETY: `__GFP_ZERO` zeroed all 128 bytes.
+        let bytes = unsafe { acc.assume_init_ref() };
+        check!(bytes.iter().all(|&x| x == 0), "accounted object not zeroed");
         Ok(())
     }
 
