@@ -13,12 +13,34 @@ pub mod rslab;
 
 mod report;
 
+/// Test-only stress suites: model-based random testing and concurrency.
+#[cfg(CONFIG_KUNIT = "y")]
+mod selftest {
+    pub(crate) mod concurrency;
+    pub(crate) mod failslab;
+    pub(crate) mod model;
+}
+
 module! {
     type: RslabModule,
     name: "rslab",
     authors: ["rslab developers"],
     description: "kmalloc and slab sheaf building blocks for Rust drivers",
     license: "GPL",
+    params: {
+        model_seed: u64 {
+            default: 0x5eed,
+            description: "Seed of the rslab_model suite's random operations",
+        },
+        model_ops: u64 {
+            default: 1_000_000,
+            description: "Operations the rslab_model suite executes",
+        },
+        concurrency_ops: u64 {
+            default: 100_000,
+            description: "Allocations per thread in the rslab_concurrency suite",
+        },
+    },
 }
 
 #[pin_data]

@@ -32,6 +32,10 @@ TS = re.compile(r'^\[\s*\d+\.\d+\]\s?')
 RESULT = re.compile(r'^(ok|not ok) (\d+)(.*)$')
 SUITE_DECL = re.compile(r'kunit_tests\((\w+)\)')
 
+# The warning that starts an expected stack dump (see judge()). The slab allocator reports
+# some allocation failures inside cache creation as -EINVAL rather than -ENOMEM.
+EXPECTED_DUMP = re.compile(r'__kmem_cache_create_args\(rslab_inject_\w+\) failed with error -(12|22)$')
+
 # Kernel log lines that fail a run wherever they appear.
 BAD = [
     (re.compile(r'\bBUG[: ]'), 'BUG'),
@@ -134,6 +138,14 @@ exec > "$out/guest.log" 2>&1
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 status=0
 echo "rslab-runner: kernel $(uname -r), cmdline: $(cat /proc/cmdline)" > /dev/kmsg
+# failslab for tasks that set make_it_fail only (rslab_failslab arms it around one
+# operation at a time), half of their slab allocations, quietly.
+fs=/sys/kernel/debug/failslab
+if [ -d "$fs" ]; then
+    echo 0 > "$fs/verbose" && echo Y > "$fs/task-filter" && echo N > "$fs/ignore-gfp-wait" &&
+    echo N > "$fs/cache-filter" && echo 1 > "$fs/interval" && echo -1 > "$fs/times" &&
+    echo 50 > "$fs/probability" || echo "rslab-runner: could not configure failslab" > /dev/kmsg
+fi
 for m in {mods}; do
     if ! insmod "$m"; then
         echo "rslab-runner: insmod $m failed" | tee /dev/kmsg
@@ -208,12 +220,29 @@ def judge(args, out: Path):
         problems.append('a module failed to load or unload: ' +
                         '; '.join(l for l in dmesg if 'rslab-runner:' in l and 'failed' in l))
 
+    # rslab_failslab makes cache creation fail on purpose, and the slab allocator answers each
+    # failure with a warning and a stack dump. Exactly those dumps are expected; any other
+    # report fails the run.
+    in_expected_dump = False
+    expected_dumps = 0
     for line in dmesg:
         text = TS.sub('', line)
+        if EXPECTED_DUMP.search(text):
+            in_expected_dump = True
+            expected_dumps += 1
+            continue
+        if in_expected_dump:
+            if '</TASK>' in text:
+                in_expected_dump = False
+            continue
         for rx, what in BAD:
             if rx.search(text):
                 problems.append(f'kernel log has a {what} report: {text.strip()}')
                 break
+    if in_expected_dump:
+        problems.append('an expected stack dump did not end')
+    if expected_dumps:
+        log(f'{expected_dumps} expected stack dumps from injected cache-creation failures')
 
     merged, streams = merge_ktap(dmesg)
     (out / 'ktap.log').write_text('\n'.join(merged) + '\n')
