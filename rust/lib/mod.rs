@@ -15,12 +15,8 @@
 //! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
 //!
 //! An out-of-tree module cannot link against another module's Rust crate, so drivers include
-//! this directory as a module of their own crate:
-//!
-//! ```ignore
-//! #[path = "../rust/lib/mod.rs"]
-//! pub mod rslab;
-//! ```
+//! this directory as a module named `rslab` at the root of their own crate, with a `#[path]`
+//! attribute pointing at this file (see `samples/rslab_idmap.rs`).
 
 pub mod buckets;
 pub mod cache;
