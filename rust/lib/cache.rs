@@ -474,6 +474,25 @@ mod tests {
     }
 
     #[test]
+    fn long_runtime_names_are_copied() -> Result {
+        // `&CStr` makes an unterminated name impossible; length is not limited, and the slab
+        // copies the name, so a temporary one may be dropped right after creation.
+        let mut bytes = KVec::with_capacity(1001, GFP_KERNEL)?;
+        for i in 0..1000 {
+            bytes.push(b'a' + (i % 26) as u8, GFP_KERNEL)?;
+        }
+        bytes.push(0, GFP_KERNEL)?;
+        let cache = {
+            let name = CStr::from_bytes_with_nul(&bytes)?;
+            KmemCache::<u64>::new(name, CacheOptions::new())?
+        };
+        drop(bytes);
+        let o = cache.alloc(7, GFP_KERNEL)?;
+        check!(*o == 7, "allocation from a cache with a 1000-byte name");
+        Ok(())
+    }
+
+    #[test]
     fn debug_cache_works() -> Result {
         let cache = KmemCache::<[u32; 10]>::new(
             c"rslab_test_debug",

@@ -68,6 +68,7 @@ make_k() {
 
 emit() {
 	echo "KDIR=$KDIR"
+	echo "KSRC=$W/src"
 	echo "KSRC_VERSION=$KSRC_VERSION"
 	echo "RUST_LIB_SRC=$RUST_LIB_SRC"
 	echo "BINDGEN=$BINDGEN"

@@ -7,6 +7,11 @@
 #   rslab.sh modules             build the modules against KDIR or the test kernel
 #   rslab.sh run                 boot, load rslab and the samples, print the report
 #   rslab.sh check               boot, run every KUnit suite, fail on any problem
+#   rslab.sh check-debug         the same on the debug kernel (KASAN, kmemleak, lockdep,
+#                                debug objects), booted with slab_debug
+#   rslab.sh fmt | fmtcheck      rustfmt with the kernel's .rustfmt.toml
+#   rslab.sh clippy              build with CLIPPY=1; any warning fails
+#   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
@@ -35,16 +40,21 @@ kernel_env() {
 		LLVM=${LLVM:-1}
 		MAKE_EXTRA=()
 		KERNEL_NAME=$(basename "$KDIR")
+		KSRC=$KDIR
+		[ -e "$KDIR/source" ] && KSRC=$(cd "$KDIR/source" && pwd)
 		if [ "$cmd" = run ] || [ "$cmd" = check ]; then
 			eval "$("$here/setup.sh" | grep -E '^VENV=')"
 		fi
 	else
 		local flags=()
 		[ "${NOPATCH:-0}" = 1 ] && flags+=(--no-patches)
+		[ "$cmd" = check-debug ] && flags+=(--flavour debug)
 		eval "$("$here/kernel.sh" ${flags[@]+"${flags[@]}"} | grep -E '^[A-Z_]+=')"
 		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC")
 	fi
 }
+
+RUST_ROOTS=("$root/rust/rslab.rs" "$root"/samples/*.rs)
 
 build_modules() {
 	log "building modules against $KDIR (LLVM=$LLVM)"
@@ -96,8 +106,50 @@ check)
 	log "all boots: $passed passed, $failed failed, $skipped skipped"
 	exit $rc
 	;;
+check-debug)
+	kernel_env
+	build_modules
+	rm -f "$OUT"/check-debug/totals
+	# KASAN, lockdep and slab_debug together make TCG several times slower.
+	runner --mode check --out "$OUT/check-debug" --append slab_debug --timeout 2400 \
+		--label "$KERNEL_NAME slab_debug" "${MODULES[@]}"
+	;;
+fmt | fmtcheck)
+	kernel_env
+	check=()
+	[ "$cmd" = fmtcheck ] && check=(--check)
+	rustfmt --edition 2021 --config-path "$KSRC/.rustfmt.toml" ${check[@]+"${check[@]}"} \
+		"${RUST_ROOTS[@]}" || die "rustfmt: the sources are not formatted (run make fmt)"
+	log "rustfmt: clean"
+	;;
+clippy)
+	kernel_env
+	log "clippy: building against $KDIR with CLIPPY=1"
+	# Rebuild every Rust object so that clippy sees all of them.
+	find "$root/rust" "$root/samples" -name '*.o' -delete
+	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} CLIPPY=1 \
+		-j"$(nproc)" modules > "$OUT/clippy.log" 2>&1 || { cat "$OUT/clippy.log" >&2; die "clippy build failed"; }
+	if grep -qE '^(warning|error)' "$OUT/clippy.log"; then
+		grep -E '^(warning|error)' -A 12 "$OUT/clippy.log" >&2
+		die "clippy: warnings (full log: $OUT/clippy.log)"
+	fi
+	log "clippy: no warnings"
+	;;
+checkpatch)
+	kernel_env
+	cp=("$KSRC/scripts/checkpatch.pl" --no-tree --quiet --show-types)
+	rc=0
+	for p in "$here"/patches/*.patch; do
+		"${cp[@]}" "$p" || rc=1
+	done
+	# Our own sources, as files.
+	mapfile -t files < <(cd "$root" && git ls-files '*.rs' '*.c' '*.h' 'Kbuild' '*/Kbuild' '*.mk')
+	(cd "$root" && "${cp[@]}" --ignore FILE_PATH_CHANGES,SPDX_LICENSE_TAG -f "${files[@]}") || rc=1
+	[ $rc = 0 ] || die "checkpatch: problems found"
+	log "checkpatch: clean"
+	;;
 *)
-	sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,23p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

@@ -244,6 +244,15 @@ def judge(args, out: Path):
     if expected_dumps:
         log(f'{expected_dumps} expected stack dumps from injected cache-creation failures')
 
+    # kmemleak (debug kernel): the guest scanned after unloading the modules. A leak whose
+    # report names rslab fails the run; others belong to the kernel and are only counted.
+    leaks = out / 'kmemleak.txt'
+    if leaks.exists():
+        reports = [r for r in leaks.read_text(errors='replace').split('unreferenced object')[1:]]
+        ours = [r for r in reports if 'rslab' in r]
+        log(f'kmemleak: {len(reports)} reports after the scan, {len(ours)} involving rslab')
+        for r in ours[:5]:
+            problems.append('kmemleak: unreferenced object' + r.rstrip())
     merged, streams = merge_ktap(dmesg)
     (out / 'ktap.log').write_text('\n'.join(merged) + '\n')
     if streams == 0:
