@@ -88,14 +88,19 @@ const ATOMS: ([u32; 33], usize) = {
 /// ```
 #[inline]
 pub fn raw(flags: Flags) -> u32 {
-    // The values almost every caller passes, recognised by equality.
-    let gens = generators();
-    for (g, r) in gens.iter().zip(RAW.iter()).skip(3) {
-        if flags == *g {
-            return *r;
-        }
+    // The values almost every caller passes, recognised by equality; with a constant argument
+    // this folds to a constant.
+    if flags == flags::GFP_KERNEL {
+        bindings::GFP_KERNEL
+    } else if flags == flags::GFP_NOWAIT {
+        bindings::GFP_NOWAIT
+    } else if flags == flags::GFP_ATOMIC {
+        bindings::GFP_ATOMIC
+    } else if flags == flags::GFP_KERNEL_ACCOUNT {
+        bindings::GFP_KERNEL_ACCOUNT
+    } else {
+        raw_slow(&generators(), flags)
     }
-    raw_slow(&gens, flags)
 }
 
 fn raw_slow(gens: &[Flags; N], flags: Flags) -> u32 {

@@ -83,11 +83,15 @@ impl<T> KmemCache<T> {
         let raw =
             unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp::raw(flags), count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
-        // owned by the caller, none of them claimed.
+        // owned by the caller, none of them claimed. It may hold more (a regular prefill fills
+        // the sheaf to the cache's capacity): `synced` is false, so `claim` looks them up when
+        // it runs past `count`.
         Ok(Sheaf {
             raw: NonNull::new(raw).ok_or(ENOMEM)?,
             cache: self,
-            claimed: Cell::new(0),
+            unclaimed: Cell::new(count as usize),
+            slots: Cell::new(0),
+            synced: Cell::new(false),
         })
     }
 }
@@ -101,12 +105,17 @@ impl<T> KmemCache<T> {
 ///
 /// - `raw` is a sheaf of `cache` obtained from `kmem_cache_prefill_sheaf()` (or replaced by
 ///   `kmem_cache_refill_sheaf()`), owned by this value until it is returned.
-/// - `claimed` is the number of live [`Slot`]s of this sheaf, and at most the number of objects
-///   in the sheaf.
+/// - `slots` is the number of live [`Slot`]s of this sheaf.
+/// - `unclaimed + slots` is at most the number of objects in the sheaf, and equal to it while
+///   `synced` is true. (Claims are counted here rather than by asking the kernel, so that
+///   claiming costs no call; an allocation that KFENCE serves leaves the sheaf one object
+///   richer than counted, which only errs on the safe side.)
 pub struct Sheaf<'c, T> {
     raw: NonNull<bindings::slab_sheaf>,
     cache: &'c KmemCache<T>,
-    claimed: Cell<usize>,
+    unclaimed: Cell<usize>,
+    slots: Cell<usize>,
+    synced: Cell<bool>,
 }
 
 // SAFETY: A sheaf is plain memory owned by this value; the slab functions that use it take the
@@ -128,18 +137,36 @@ impl<'c, T> Sheaf<'c, T> {
 
     /// The number of objects that can still be claimed.
     pub fn available(&self) -> usize {
-        self.len() - self.claimed.get()
+        self.sync();
+        self.unclaimed.get()
+    }
+
+    /// Counts the objects the sheaf holds beyond what was asked for.
+    #[cold]
+    fn sync(&self) {
+        if !self.synced.get() {
+            // INVARIANT: Every object in the sheaf is either claimed by a live slot or
+            // unclaimed.
+            self.unclaimed.set(self.len() - self.slots.get());
+            self.synced.set(true);
+        }
     }
 
     /// Claims one object of the sheaf: the returned [`Slot`] allocates it without failing.
     ///
     /// Fails with [`AllocError`] when every object is claimed already.
+    #[inline]
     pub fn claim(&self) -> Result<Slot<'_, 'c, T>, AllocError> {
-        if self.available() == 0 {
+        if self.unclaimed.get() == 0 {
+            self.sync();
+        }
+        let n = self.unclaimed.get();
+        if n == 0 {
             return Err(AllocError);
         }
-        // INVARIANT: There is an unclaimed object for the new slot.
-        self.claimed.set(self.claimed.get() + 1);
+        // INVARIANT: One unclaimed object becomes the new slot's.
+        self.unclaimed.set(n - 1);
+        self.slots.set(self.slots.get() + 1);
         Ok(Slot {
             sheaf: self,
             gfp: 0,
@@ -148,12 +175,16 @@ impl<'c, T> Sheaf<'c, T> {
 
     /// Claims `N` objects at once; all or nothing.
     pub fn claim_array<const N: usize>(&self) -> Result<[Slot<'_, 'c, T>; N], AllocError> {
-        if self.available() < N {
+        if self.unclaimed.get() < N {
+            self.sync();
+        }
+        if self.unclaimed.get() < N {
             return Err(AllocError);
         }
         Ok(core::array::from_fn(|_| {
             // INVARIANT: `available() >= N` was checked above.
-            self.claimed.set(self.claimed.get() + 1);
+            self.unclaimed.set(self.unclaimed.get() - 1);
+            self.slots.set(self.slots.get() + 1);
             Slot {
                 sheaf: self,
                 gfp: 0,
@@ -188,8 +219,14 @@ impl<'c, T> Sheaf<'c, T> {
         let ret = unsafe {
             bindings::kmem_cache_refill_sheaf(self.cache.as_raw(), gfp::raw(flags), &mut raw, count)
         };
-        // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive.
+        // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive. After
+        // a success it holds at least `count` objects; after a failure at least what it had.
+        // Either way `synced` is false, so the rest is looked up when needed.
         self.raw = NonNull::new(raw).ok_or(EINVAL)?;
+        if ret == 0 {
+            self.unclaimed.set(self.unclaimed.get().max(count as usize));
+        }
+        self.synced.set(false);
         kernel::error::to_result(ret)
     }
 
@@ -232,7 +269,7 @@ impl<T> Drop for Sheaf<'_, T> {
 ///
 /// # Invariants
 ///
-/// The slot is counted in `sheaf.claimed`, so the sheaf holds an object for it.
+/// The slot's object is not counted in `sheaf.unclaimed`, so the sheaf holds an object for it.
 pub struct Slot<'s, 'c, T> {
     sheaf: &'s Sheaf<'c, T>,
     gfp: u32,
@@ -265,8 +302,9 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
                 sheaf.raw.as_ptr(),
             )
         };
-        // INVARIANT: The slot is consumed, and so is its object.
-        sheaf.claimed.set(sheaf.claimed.get() - 1);
+        // INVARIANT: The slot is consumed, and so is its object (it was already not counted
+        // as unclaimed).
+        sheaf.slots.set(sheaf.slots.get() - 1);
         match NonNull::new(p.cast()) {
             Some(p) => p,
             // The slab allocator guarantees as many allocations as the sheaf holds objects.
@@ -321,7 +359,8 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
 impl<T> Drop for Slot<'_, '_, T> {
     fn drop(&mut self) {
         // INVARIANT: The unused claim goes back to the sheaf.
-        self.sheaf.claimed.set(self.sheaf.claimed.get() - 1);
+        self.sheaf.unclaimed.set(self.sheaf.unclaimed.get() + 1);
+        self.sheaf.slots.set(self.sheaf.slots.get() - 1);
     }
 }
 
