@@ -5,6 +5,7 @@
 #   make run        boot the test kernel, load rslab and the samples, print the report
 #   make check      build everything and run every KUnit suite in the test kernel
 #   make check-debug the same in the debug kernel (KASAN, kmemleak, lockdep) with slab_debug
+#   make bench      boot, run the benchmark, print ratios; JSON and PNG in out/bench/
 #   make modules    build the modules only
 #   make kernel     build (or reuse) the cached test kernel
 #   make fmt, make fmtcheck, make clippy, make checkpatch
@@ -17,11 +18,11 @@ export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
 
 TESTING := tools/testing
 
-.PHONY: all modules run check check-debug kernel fmt fmtcheck clippy checkpatch clean
+.PHONY: all modules run check check-debug bench kernel fmt fmtcheck clippy checkpatch clean
 
 all: modules
 
-modules run check check-debug kernel fmt fmtcheck clippy checkpatch:
+modules run check check-debug bench kernel fmt fmtcheck clippy checkpatch:
 	@$(TESTING)/rslab.sh $@
 
 clean:

@@ -9,6 +9,7 @@
 #   rslab.sh check               boot, run every KUnit suite, fail on any problem
 #   rslab.sh check-debug         the same on the debug kernel (KASAN, kmemleak, lockdep,
 #                                debug objects), booted with slab_debug
+#   rslab.sh bench               boot, run the benchmark module, print ratios, write JSON + PNG
 #   rslab.sh fmt | fmtcheck      rustfmt with the kernel's .rustfmt.toml
 #   rslab.sh clippy              build with CLIPPY=1; any warning fails
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
@@ -42,7 +43,7 @@ kernel_env() {
 		KERNEL_NAME=$(basename "$KDIR")
 		KSRC=$KDIR
 		[ -e "$KDIR/source" ] && KSRC=$(cd "$KDIR/source" && pwd)
-		if [ "$cmd" = run ] || [ "$cmd" = check ]; then
+		if [ "$cmd" = run ] || [ "$cmd" = check ] || [ "$cmd" = bench ]; then
 			eval "$("$here/setup.sh" | grep -E '^VENV=')"
 		fi
 	else
@@ -60,6 +61,7 @@ build_modules() {
 	log "building modules against $KDIR (LLVM=$LLVM)"
 	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
 		-j"$(nproc)" modules >&2 || die "module build failed"
+	BENCH_MODULE="$root/tools/testing/bench/rslab_bench.ko"
 	MODULES=("$root/rust/rslab.ko")
 	for m in "$root"/samples/*.ko; do
 		[ -f "$m" ] && MODULES+=("$m")
@@ -106,6 +108,16 @@ check)
 	log "all boots: $passed passed, $failed failed, $skipped skipped"
 	exit $rc
 	;;
+bench)
+	kernel_env
+	build_modules
+	"$VENV/bin/python3" -c 'import matplotlib' 2>/dev/null || {
+		log "pip install matplotlib (for the chart)"
+		"$VENV/bin/pip" install -q matplotlib >&2
+	}
+	runner --mode bench --out "$OUT/bench" --label "$KERNEL_NAME" "$BENCH_MODULE"
+	"$VENV/bin/python3" "$here/bench.py" --accel TCG "$OUT/bench"
+	;;
 check-debug)
 	kernel_env
 	build_modules
@@ -149,7 +161,7 @@ checkpatch)
 	log "checkpatch: clean"
 	;;
 *)
-	sed -n '4,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,24p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

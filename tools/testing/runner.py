@@ -212,7 +212,7 @@ def boot(args, out: Path, modules):
     return None
 
 
-def judge(args, out: Path):
+def judge(args, out: Path, kunit=True):
     problems = []
     dmesg = (out / 'dmesg.log').read_text(errors='replace').splitlines()
     status = (out / 'guest.status').read_text().strip()
@@ -253,6 +253,8 @@ def judge(args, out: Path):
         log(f'kmemleak: {len(reports)} reports after the scan, {len(ours)} involving rslab')
         for r in ours[:5]:
             problems.append('kmemleak: unreferenced object' + r.rstrip())
+    if not kunit:
+        return problems, None
     merged, streams = merge_ktap(dmesg)
     (out / 'ktap.log').write_text('\n'.join(merged) + '\n')
     if streams == 0:
@@ -305,7 +307,7 @@ def main():
     ap.add_argument('--kdir', type=Path, required=True, help='kernel build directory')
     ap.add_argument('--vng', default=shutil.which('vng') or 'vng')
     ap.add_argument('--out', type=Path, required=True, help='output directory')
-    ap.add_argument('--mode', choices=('check', 'run'), default='check')
+    ap.add_argument('--mode', choices=('check', 'run', 'bench'), default='check')
     ap.add_argument('--append', default='', help='extra kernel command line')
     ap.add_argument('--timeout', type=int, default=900)
     ap.add_argument('--cpus', type=int, default=2)
@@ -339,6 +341,14 @@ def main():
             log('no report was written (was debugfs mounted, did the modules load?)')
         for f in reports:
             print(f.read_text())
+    if args.mode == 'bench':
+        # No KUnit here: the kernel log must still be clean, and the results must exist.
+        problems, _ = judge(args, args.out, kunit=False)
+        if not (args.out / 'rslab_bench-results.txt').exists():
+            problems.append('the benchmark wrote no results')
+        for p in problems:
+            log(f'FAILED ({label}): {p}')
+        return 1 if problems else 0
     problems, totals = judge(args, args.out)
     if totals:
         t = totals
