@@ -8,7 +8,7 @@
 #   make bench      boot, run the benchmark, print ratios; JSON and PNG in out/bench/
 #   make modules    build the modules only
 #   make kernel     build (or reuse) the cached test kernel
-#   make fmt, make fmtcheck, make clippy, make checkpatch
+#   make rust-analyzer, make fmt, make fmtcheck, make clippy, make checkpatch
 #   make clean
 #
 # With your own Rust-enabled kernel build: make KDIR=/path/to/build LLVM=1 [run|check]
@@ -18,11 +18,11 @@ export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
 
 TESTING := tools/testing
 
-.PHONY: all modules run check check-debug bench kernel fmt fmtcheck clippy checkpatch clean
+.PHONY: all modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch clean
 
 all: modules
 
-modules run check check-debug bench kernel fmt fmtcheck clippy checkpatch:
+modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch:
 	@$(TESTING)/rslab.sh $@
 
 clean:

@@ -10,6 +10,7 @@
 #   rslab.sh check-debug         the same on the debug kernel (KASAN, kmemleak, lockdep,
 #                                debug objects), booted with slab_debug
 #   rslab.sh bench               boot, run the benchmark module, print ratios, write JSON + PNG
+#   rslab.sh rust-analyzer       write rust-project.json for the modules against KDIR
 #   rslab.sh fmt | fmtcheck      rustfmt with the kernel's .rustfmt.toml
 #   rslab.sh clippy              build with CLIPPY=1; any warning fails
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
@@ -51,7 +52,7 @@ kernel_env() {
 		[ "${NOPATCH:-0}" = 1 ] && flags+=(--no-patches)
 		[ "$cmd" = check-debug ] && flags+=(--flavour debug)
 		eval "$("$here/kernel.sh" ${flags[@]+"${flags[@]}"} | grep -E '^[A-Z_]+=')"
-		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC")
+		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC" BINDGEN="$BINDGEN" LIBCLANG_PATH="$LIBCLANG_PATH")
 	fi
 }
 
@@ -126,6 +127,12 @@ check-debug)
 	runner --mode check --out "$OUT/check-debug" --append slab_debug --timeout 2400 \
 		--label "$KERNEL_NAME slab_debug" "${MODULES[@]}"
 	;;
+rust-analyzer)
+	kernel_env
+	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} rust-analyzer >&2 ||
+		die "make rust-analyzer failed"
+	log "wrote $root/rust-project.json (rust-analyzer picks it up from the repository root)"
+	;;
 fmt | fmtcheck)
 	kernel_env
 	check=()
@@ -161,7 +168,7 @@ checkpatch)
 	log "checkpatch: clean"
 	;;
 *)
-	sed -n '4,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
