@@ -12,8 +12,9 @@
 #
 # Flavours: "base" (tools/testing/configs/base.config) and "debug" (base plus
 # configs/debug.config). --no-patches builds the same kernel without our patch
-# series (used to prove rslab builds on a stock kernel); it reuses the patched
-# build's objects so that only mm/slub.o and the final link are redone.
+# series, to prove that rslab builds and loads on a stock kernel; it is a full
+# build of its own (a build directory records its source path in every
+# command line, so another build's objects cannot be reused).
 
 set -euo pipefail
 
@@ -96,17 +97,6 @@ for p in ${patches[@]+"${patches[@]}"}; do
 	patch -d "$W/src" -p1 --quiet --no-backup-if-mismatch < "$p" ||
 		die "patch $(basename "$p") does not apply to $KSRC_VERSION"
 done
-
-# For --no-patches, start from the patched build's objects when they exist.
-if [ "$PATCHES" = 0 ]; then
-	patched=$(ls -d "$CACHE/kbuild/linux-$KSRC_VERSION-$FLAVOUR-"*/.done 2>/dev/null | head -n1)
-	if [ -n "$patched" ]; then
-		log "seeding objects from $(basename "$(dirname "$patched")")"
-		cp -a "$(dirname "$patched")/build" "$KDIR"
-		# Make the reverted files newer than their objects.
-		touch "$W/src/mm/slub.c"
-	fi
-fi
 
 mkdir -p "$KDIR"
 if [ ! -f "$KDIR/.config" ]; then
