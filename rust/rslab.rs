@@ -16,6 +16,7 @@ mod report;
 /// Test-only stress suites: model-based random testing and concurrency.
 #[cfg(CONFIG_KUNIT = "y")]
 mod selftest {
+    #[cfg(rslab_sheaf)]
     pub(crate) mod concurrency;
     pub(crate) mod failslab;
     pub(crate) mod model;

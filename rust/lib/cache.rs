@@ -483,7 +483,7 @@ mod tests {
         }
         bytes.push(0, GFP_KERNEL)?;
         let cache = {
-            let name = CStr::from_bytes_with_nul(&bytes)?;
+            let name = CStr::from_bytes_with_nul(&bytes).map_err(|_| EINVAL)?;
             KmemCache::<u64>::new(name, CacheOptions::new())?
         };
         drop(bytes);

@@ -211,6 +211,7 @@ pub(crate) fn run(ops: u64) -> Result<(u64, u64, u64)> {
     Ok((allocated, freed, left))
 }
 
+#[cfg(rslab_sheaf)]
 #[kernel::macros::kunit_tests(rslab_concurrency)]
 mod tests {
     use super::*;

@@ -63,10 +63,14 @@ build_modules() {
 	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
 		-j"$(nproc)" modules >&2 || die "module build failed"
 	BENCH_MODULE="$root/tools/testing/bench/rslab_bench.ko"
+	# Exactly what this build produced (a sample compiled out for this kernel may have a
+	# stale .ko from an earlier build against another kernel).
 	MODULES=("$root/rust/rslab.ko")
-	for m in "$root"/samples/*.ko; do
-		[ -f "$m" ] && MODULES+=("$m")
-	done
+	while read -r m; do
+		case $m in
+		samples/*) MODULES+=("$root/${m%.o}.ko") ;;
+		esac
+	done < "$root/modules.order"
 }
 
 runner() {
