@@ -256,6 +256,37 @@ mod tests {
         Ok(())
     }
 
+    /// Reallocates a `from`-byte object filled with a pattern to `to` bytes and checks that it
+    /// stayed in place with the pattern intact.
+    fn realloc_in_place(from: usize, to: usize, align: usize) -> Result {
+        let old = Layout::from_size_align(from, align).map_err(|_| EINVAL)?;
+        let new = Layout::from_size_align(to, align).map_err(|_| EINVAL)?;
+        let kept_len = from.min(to);
+        let p = Kmalloc::alloc(old, GFP_KERNEL, NumaNode::NO_NODE)
+            .map_err(|_| ENOMEM)?
+            .cast::<u8>();
+        // SAFETY: `p` is a live allocation of `old`, at least `kept_len` bytes.
+        unsafe { p.as_ptr().write_bytes(0x3c, kept_len) };
+        // SAFETY: `p` was allocated with `old`.
+        let q = unsafe { Kmalloc::realloc(Some(p), new, old, GFP_KERNEL, NumaNode::NO_NODE) };
+        let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
+        // SAFETY: `q` is valid for `to` bytes, the first `kept_len` of them written above.
+        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), kept_len) }
+            .iter()
+            .all(|&x| x == 0x3c);
+        // SAFETY: `q` is a live allocation of `new`.
+        unsafe { Kmalloc::free(q, new) };
+        check!(
+            q == p && kept,
+            "realloc {} -> {} moved ({}) or lost the contents ({})",
+            from,
+            to,
+            q != p,
+            !kept
+        );
+        Ok(())
+    }
+
     #[test]
     fn vec_api() -> Result {
         let mut v = RsVec::<u8>::with_capacity(65, GFP_KERNEL)?;
@@ -271,54 +302,10 @@ mod tests {
         );
         check!(v.capacity() >= 265, "capacity {}", v.capacity());
 
-        // Growing within the object's bucket keeps it in place (krealloc): 65 -> 90 bytes both
-        // fit kmalloc-96.
-        let l65 = Layout::from_size_align(65, 1).map_err(|_| EINVAL)?;
-        let l90 = Layout::from_size_align(90, 1).map_err(|_| EINVAL)?;
-        let p = Kmalloc::alloc(l65, GFP_KERNEL, NumaNode::NO_NODE).map_err(|_| ENOMEM)?;
-        // SAFETY: `p` is a live allocation of `l65`.
-        unsafe { p.cast::<u8>().as_ptr().write_bytes(0x3c, 65) };
-        // SAFETY: `p` was allocated with `l65`.
-        let q =
-            unsafe { Kmalloc::realloc(Some(p.cast()), l90, l65, GFP_KERNEL, NumaNode::NO_NODE) };
-        let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
-        let same = q == p.cast::<u8>();
-        // SAFETY: `q` is valid for 90 bytes, the first 65 of them initialised.
-        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 65) }
-            .iter()
-            .all(|&x| x == 0x3c);
-        // SAFETY: `q` is a live allocation of `l90`.
-        unsafe { Kmalloc::free(q, l90) };
-        check!(
-            same && kept,
-            "grow in place moved ({}) or lost the contents ({})",
-            !same,
-            !kept
-        );
-
-        // Shrinking through the allocator keeps the object in place (krealloc).
-        let big = Layout::from_size_align(1000, 8).map_err(|_| EINVAL)?;
-        let small = Layout::from_size_align(100, 8).map_err(|_| EINVAL)?;
-        let p = Kmalloc::alloc(big, GFP_KERNEL, NumaNode::NO_NODE).map_err(|_| ENOMEM)?;
-        // SAFETY: `p` is a live allocation of `big`; 100 bytes of it are written.
-        unsafe { p.cast::<u8>().as_ptr().write_bytes(0x5a, 100) };
-        // SAFETY: `p` was allocated with `big`.
-        let q =
-            unsafe { Kmalloc::realloc(Some(p.cast()), small, big, GFP_KERNEL, NumaNode::NO_NODE) };
-        let q = q.map_err(|_| ENOMEM)?.cast::<u8>();
-        let same = q == p.cast::<u8>();
-        // SAFETY: `q` is valid for 100 bytes.
-        let kept = unsafe { core::slice::from_raw_parts(q.as_ptr(), 100) }
-            .iter()
-            .all(|&x| x == 0x5a);
-        // SAFETY: `q` is a live allocation of `small`.
-        unsafe { Kmalloc::free(q, small) };
-        check!(
-            same && kept,
-            "shrink moved ({}) or lost the contents ({})",
-            !same,
-            !kept
-        );
+        // Growing within the object's bucket keeps it in place (krealloc): 65 and 90 bytes
+        // both fit kmalloc-96. Shrinking does too.
+        realloc_in_place(65, 90, 1)?;
+        realloc_in_place(1000, 100, 8)?;
 
         let mut w = RsVec::new();
         for i in 0..1000u32 {

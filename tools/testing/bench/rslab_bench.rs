@@ -14,7 +14,7 @@
 
 use core::{ffi::c_void, fmt, mem::MaybeUninit};
 use kernel::{
-    alloc::{allocator, Box, Vec},
+    alloc::{allocator, Allocator, Box, Vec},
     bindings,
     debugfs::Dir,
     prelude::*,
@@ -315,6 +315,22 @@ fn prefill_return(
     )
 }
 
+/// One batch of `Box::new` + drop over allocator `A`; `held` keeps the boxes between the two.
+fn box_batch<A: Allocator, const N: usize>(
+    held: &mut KVec<Box<MaybeUninit<[u8; N]>, A>>,
+) -> Result<(u64, u64)> {
+    let ns = timed(|| {
+        for _ in 0..BATCH {
+            if let Ok(b) = Box::new(MaybeUninit::uninit(), GFP_KERNEL) {
+                // `held` has room for `BATCH`: no allocation.
+                let _ = held.push(b, GFP_NOWAIT);
+            }
+        }
+        held.clear();
+    });
+    Ok((ns, 2 * BATCH as u64))
+}
+
 /// `Box::new` + drop over the kernel crate's `Kmalloc` and over rslab's.
 fn boxes<const N: usize>(out: &mut KVec<Figure>, group: &'static str) -> Result {
     let mut up: KVec<Box<MaybeUninit<[u8; N]>, allocator::Kmalloc>> =
@@ -324,65 +340,35 @@ fn boxes<const N: usize>(out: &mut KVec<Figure>, group: &'static str) -> Result 
     measure_pair(
         out,
         group,
-        ("kernel Kmalloc", &mut || {
-            let ns = timed(|| {
-                for _ in 0..BATCH {
-                    if let Ok(b) = Box::new(MaybeUninit::uninit(), GFP_KERNEL) {
-                        let _ = up.push(b, GFP_NOWAIT);
-                    }
-                }
-                up.clear();
-            });
-            Ok((ns, 2 * BATCH as u64))
-        }),
-        ("rslab", &mut || {
-            let ns = timed(|| {
-                for _ in 0..BATCH {
-                    if let Ok(b) = Box::new(MaybeUninit::uninit(), GFP_KERNEL) {
-                        let _ = ours.push(b, GFP_NOWAIT);
-                    }
-                }
-                ours.clear();
-            });
-            Ok((ns, 2 * BATCH as u64))
-        }),
+        ("kernel Kmalloc", &mut || box_batch(&mut up)),
+        ("rslab", &mut || box_batch(&mut ours)),
     )
 }
 
-/// `Vec::push` growth to 100,000 elements.
-fn vec_growth(out: &mut KVec<Figure>) -> Result {
+/// One `Vec::push` growth to 100,000 elements over allocator `A`.
+fn push_batch<A: Allocator>() -> Result<(u64, u64)> {
     const N: usize = 100_000;
+    let mut ok = true;
+    let ns = timed(|| {
+        let mut v = Vec::<u32, A>::new();
+        for i in 0..N {
+            ok &= v.push(i as u32, GFP_KERNEL).is_ok();
+        }
+    });
+    if ok {
+        Ok((ns, N as u64))
+    } else {
+        Err(ENOMEM)
+    }
+}
+
+/// `Vec::push` growth through both backends.
+fn vec_growth(out: &mut KVec<Figure>) -> Result {
     measure_pair(
         out,
         "KVec push to 1e5",
-        ("kernel Kmalloc", &mut || {
-            let mut ok = true;
-            let ns = timed(|| {
-                let mut v = Vec::<u32, allocator::Kmalloc>::new();
-                for i in 0..N {
-                    ok &= v.push(i as u32, GFP_KERNEL).is_ok();
-                }
-            });
-            if ok {
-                Ok((ns, N as u64))
-            } else {
-                Err(ENOMEM)
-            }
-        }),
-        ("rslab", &mut || {
-            let mut ok = true;
-            let ns = timed(|| {
-                let mut v = Vec::<u32, Kmalloc>::new();
-                for i in 0..N {
-                    ok &= v.push(i as u32, GFP_KERNEL).is_ok();
-                }
-            });
-            if ok {
-                Ok((ns, N as u64))
-            } else {
-                Err(ENOMEM)
-            }
-        }),
+        ("kernel Kmalloc", &mut push_batch::<allocator::Kmalloc>),
+        ("rslab", &mut push_batch::<Kmalloc>),
     )
 }
 
