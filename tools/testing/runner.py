@@ -176,32 +176,57 @@ echo "$status" > "$out/guest.status"
 '''
 
 
+# A boot that has not started the guest script by then has stalled (seen once under TCG on a
+# loaded host: the switch to the tsc-early clocksource never completed); it is retried.
+BOOT_STALL_SECONDS = 180
+BOOT_ATTEMPTS = 3
+
+
 def boot(args, out: Path, modules):
     script = out / 'guest.sh'
     script.write_text(guest_script(out, modules, args.mode))
     script.chmod(0o755)
-    for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals'] + \
-            [p.name for p in out.glob('*.txt')]:
-        (out / f).unlink(missing_ok=True)
     cmd = [args.vng, '--run', str(args.kdir), '--verbose', '--user', 'root', '--rwdir', str(out),
            '--cpus', str(args.cpus), '--memory', args.memory, '--exec', f'bash {script}']
     if not args.kvm:
         cmd.insert(1, '--disable-kvm')
     if args.append:
         cmd += ['--append', args.append]
-    log(f'booting {args.kdir.name} ({"KVM" if args.kvm else "TCG"}'
-        f'{", " + args.append if args.append else ""})')
-    start = time.monotonic()
-    with open(out / 'vng.log', 'w') as vlog:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=vlog, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        try:
-            p.wait(timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals'] + \
+                [p.name for p in out.glob('*.txt')]:
+            (out / f).unlink(missing_ok=True)
+        log(f'booting {args.kdir.name} ({"KVM" if args.kvm else "TCG"}'
+            f'{", " + args.append if args.append else ""})'
+            f'{f", attempt {attempt} of {BOOT_ATTEMPTS}" if attempt > 1 else ""}')
+        start = time.monotonic()
+        with open(out / 'vng.log', 'w') as vlog:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=vlog,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+            stalled = timed_out = False
+            while p.poll() is None:
+                elapsed = time.monotonic() - start
+                if not (out / 'guest.log').exists() and elapsed > BOOT_STALL_SECONDS:
+                    stalled = True
+                elif elapsed > args.timeout:
+                    timed_out = True
+                if stalled or timed_out:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    break
+                time.sleep(1)
+        if stalled:
+            console = (out / 'vng.log').read_text(errors='replace').splitlines()
+            last = console[-1].strip() if console else '(no console output)'
+            log(f'boot stalled: no guest script after {BOOT_STALL_SECONDS} s; last console '
+                f'line: {last}')
+            continue
+        if timed_out:
             return f'timeout: the guest did not finish within {args.timeout} s (see {out}/vng.log)'
-    log(f'guest finished in {time.monotonic() - start:.1f} s')
+        log(f'guest finished in {time.monotonic() - start:.1f} s')
+        break
+    else:
+        return f'the kernel did not boot to the guest script in {BOOT_ATTEMPTS} attempts'
     if not (out / 'guest.status').exists():
         console = (out / 'vng.log').read_text(errors='replace').splitlines()
         panic = [i for i, l in enumerate(console) if re.search(r'Oops|BUG:|Kernel panic|double fault', l)]
