@@ -36,7 +36,7 @@ log() { printf '[kernel] %s\n' "$*" >&2; }
 die() { printf '[kernel] error: %s\n' "$*" >&2; exit 1; }
 
 eval "$("$here/setup.sh" | grep -E '^[A-Z_]+=')"
-CACHE=${RSLAB_CACHE:-$HOME/.cache/rslab}
+CACHE=${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}
 LLVM=${LLVM:--19}
 JOBS=${JOBS:-$(($(nproc) + 1))}
 export LIBCLANG_PATH

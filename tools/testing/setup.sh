@@ -19,7 +19,7 @@
 set -euo pipefail
 
 KVER=${KVER:-7.2}
-CACHE=${RSLAB_CACHE:-$HOME/.cache/rslab}
+CACHE=${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}
 LLVM_VER=${LLVM_VER:-19}
 BINDGEN_VER=${BINDGEN_VER:-0.72.1}
 VNG_VER=${VNG_VER:-1.42}
