@@ -44,8 +44,10 @@ BAD = [
     (re.compile(r'Kernel panic'), 'panic'),
     (re.compile(r'KASAN'), 'KASAN'),
     (re.compile(r'kmemleak: [1-9]\d* new suspected'), 'kmemleak'),
+    # lockdep's report headers (not its boot banner, "RCU lockdep checking is enabled").
     (re.compile(r'possible (recursive|circular) locking|inconsistent lock state|'
-                r'lockdep'), 'lockdep'),
+                r'lockdep is turned off|suspicious RCU usage|bad unlock balance|'
+                r'held lock freed|possible irq lock inversion|possible deadlock'), 'lockdep'),
     (re.compile(r'sleeping function called from invalid context'), 'atomic sleep'),
     (re.compile(r'UBSAN'), 'UBSAN'),
     (re.compile(r'objects remaining|Objects remaining'), 'slab leak'),
