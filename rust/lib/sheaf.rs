@@ -90,7 +90,7 @@ impl<T> KmemCache<T> {
             raw: NonNull::new(raw).ok_or(ENOMEM)?,
             cache: self,
             unclaimed: Cell::new(count as usize),
-            slots: Cell::new(0),
+            known: Cell::new(count as usize),
             synced: Cell::new(false),
         })
     }
@@ -105,16 +105,18 @@ impl<T> KmemCache<T> {
 ///
 /// - `raw` is a sheaf of `cache` obtained from `kmem_cache_prefill_sheaf()` (or replaced by
 ///   `kmem_cache_refill_sheaf()`), owned by this value until it is returned.
-/// - `slots` is the number of live [`Slot`]s of this sheaf.
-/// - `unclaimed + slots` is at most the number of objects in the sheaf, and equal to it while
-///   `synced` is true. (Claims are counted here rather than by asking the kernel, so that
-///   claiming costs no call; an allocation that KFENCE serves leaves the sheaf one object
-///   richer than counted, which only errs on the safe side.)
+/// - `known` is at most the number of objects in the sheaf, and equal to it while `synced` is
+///   true.
+/// - `known - unclaimed` is the number of live [`Slot`]s of this sheaf.
+///
+/// (Objects are counted here rather than by asking the kernel, so that claiming and allocating
+/// cost no call; an allocation that KFENCE serves leaves the sheaf one object richer than
+/// counted, which only errs on the safe side.)
 pub struct Sheaf<'c, T> {
     raw: NonNull<bindings::slab_sheaf>,
     cache: &'c KmemCache<T>,
     unclaimed: Cell<usize>,
-    slots: Cell<usize>,
+    known: Cell<usize>,
     synced: Cell<bool>,
 }
 
@@ -145,9 +147,11 @@ impl<'c, T> Sheaf<'c, T> {
     #[cold]
     fn sync(&self) {
         if !self.synced.get() {
-            // INVARIANT: Every object in the sheaf is either claimed by a live slot or
-            // unclaimed.
-            self.unclaimed.set(self.len() - self.slots.get());
+            let len = self.len();
+            // INVARIANT: The objects beyond `known` are unclaimed; `known` becomes exact.
+            self.unclaimed
+                .set(self.unclaimed.get() + (len - self.known.get()));
+            self.known.set(len);
             self.synced.set(true);
         }
     }
@@ -166,7 +170,6 @@ impl<'c, T> Sheaf<'c, T> {
         }
         // INVARIANT: One unclaimed object becomes the new slot's.
         self.unclaimed.set(n - 1);
-        self.slots.set(self.slots.get() + 1);
         Ok(Slot {
             sheaf: self,
             gfp: 0,
@@ -184,7 +187,6 @@ impl<'c, T> Sheaf<'c, T> {
         Ok(core::array::from_fn(|_| {
             // INVARIANT: `available() >= N` was checked above.
             self.unclaimed.set(self.unclaimed.get() - 1);
-            self.slots.set(self.slots.get() + 1);
             Slot {
                 sheaf: self,
                 gfp: 0,
@@ -224,7 +226,9 @@ impl<'c, T> Sheaf<'c, T> {
         // Either way `synced` is false, so the rest is looked up when needed.
         self.raw = NonNull::new(raw).ok_or(EINVAL)?;
         if ret == 0 {
-            self.unclaimed.set(self.unclaimed.get().max(count as usize));
+            let n = self.unclaimed.get().max(count as usize);
+            self.unclaimed.set(n);
+            self.known.set(n);
         }
         self.synced.set(false);
         kernel::error::to_result(ret)
@@ -302,9 +306,9 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
                 sheaf.raw.as_ptr(),
             )
         };
-        // INVARIANT: The slot is consumed, and so is its object (it was already not counted
-        // as unclaimed).
-        sheaf.slots.set(sheaf.slots.get() - 1);
+        // INVARIANT: The slot is consumed and its object leaves the sheaf. `known` counts the
+        // slot's object, so it is at least 1 and cannot wrap.
+        sheaf.known.set(sheaf.known.get().wrapping_sub(1));
         match NonNull::new(p.cast()) {
             Some(p) => p,
             // The slab allocator guarantees as many allocations as the sheaf holds objects.
@@ -358,9 +362,8 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
 
 impl<T> Drop for Slot<'_, '_, T> {
     fn drop(&mut self) {
-        // INVARIANT: The unused claim goes back to the sheaf.
+        // INVARIANT: The unused claim goes back to the sheaf; its object stays `known`.
         self.sheaf.unclaimed.set(self.sheaf.unclaimed.get() + 1);
-        self.sheaf.slots.set(self.sheaf.slots.get() - 1);
     }
 }
 

@@ -12,7 +12,7 @@
 //! and does not move the median. Untimed set-up (prefilling the sheaf an allocation benchmark
 //! draws from, reserving result arrays) stays outside the batch.
 
-use core::{ffi::c_void, fmt, mem::MaybeUninit};
+use core::{fmt, mem::MaybeUninit};
 use kernel::{
     alloc::{allocator, Allocator, Box, Vec},
     bindings,
@@ -25,7 +25,7 @@ use kernel::{
 pub mod rslab;
 
 use rslab::{
-    cache::{CacheOptions, KmemCache, SlabBox},
+    cache::{CacheOptions, KmemCache},
     kmalloc::Kmalloc,
 };
 
@@ -37,11 +37,11 @@ module! {
     license: "GPL",
     params: {
         rounds: u32 {
-            default: 15,
+            default: 41,
             description: "Timed rounds per benchmark",
         },
         warmup: u32 {
-            default: 3,
+            default: 5,
             description: "Untimed warm-up rounds per benchmark",
         },
     },
@@ -173,10 +173,11 @@ fn timed(f: impl FnOnce()) -> u64 {
 type Obj = [u64; 4];
 
 /// Sheaf allocation + free: the raw C calls against `Slot::alloc` and dropping the `SlabBox`.
+///
+/// Each object is initialised (as a C caller would, and as `Slot::alloc` must) and freed right
+/// away, so both sides do exactly the same work and nothing else is timed.
 #[cfg(rslab_sheaf)]
 fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
-    let mut ptrs: KVec<*mut c_void> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
-    let mut boxes: KVec<SlabBox<'_, Obj>> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
     measure_pair(
         out,
         "sheaf alloc+free",
@@ -192,19 +193,18 @@ fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
             if sheaf.is_null() {
                 return Err(ENOMEM);
             }
-            ptrs.clear();
             let ns = timed(|| {
                 for _ in 0..BATCH {
                     // SAFETY: The sheaf holds at least `BATCH` objects.
                     let p = unsafe {
                         bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, sheaf)
                     };
-                    // `ptrs` has room for `BATCH`: no allocation.
-                    let _ = ptrs.push(p, GFP_NOWAIT);
-                }
-                for &p in ptrs.iter() {
-                    // SAFETY: `p` came from this cache.
-                    unsafe { bindings::kmem_cache_free(cache.as_raw(), p) };
+                    // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed right
+                    // after.
+                    unsafe {
+                        p.cast::<Obj>().write([0; 4]);
+                        bindings::kmem_cache_free(cache.as_raw(), p);
+                    }
                 }
             });
             // SAFETY: `sheaf` came from `kmem_cache_prefill_sheaf` on this cache.
@@ -218,11 +218,9 @@ fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
             let ns = timed(|| {
                 for _ in 0..BATCH {
                     if let Ok(slot) = sheaf.claim() {
-                        // `boxes` has room for `BATCH`: no allocation.
-                        let _ = boxes.push(slot.alloc([0; 4]), GFP_NOWAIT);
+                        drop(slot.alloc([0; 4]));
                     }
                 }
-                boxes.clear();
             });
             sheaf.return_with(GFP_KERNEL);
             Ok((ns, 2 * BATCH as u64))
@@ -230,26 +228,27 @@ fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
     )
 }
 
-/// `kmem_cache_alloc` + `kmem_cache_free`, raw and through `KmemCache::alloc`.
+/// `kmem_cache_alloc` + `kmem_cache_free`, raw and through `KmemCache::alloc`; each object is
+/// initialised and freed right away, as in [`sheaf_alloc`].
 fn cache_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
-    let mut ptrs: KVec<*mut c_void> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
-    let mut boxes: KVec<SlabBox<'_, Obj>> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
     measure_pair(
         out,
         "kmem_cache alloc+free",
         ("raw C", &mut || {
-            ptrs.clear();
             let ns = timed(|| {
                 for _ in 0..BATCH {
                     // SAFETY: `cache` is live.
                     let p = unsafe {
                         bindings::kmem_cache_alloc_noprof(cache.as_raw(), bindings::GFP_KERNEL)
                     };
-                    let _ = ptrs.push(p, GFP_NOWAIT);
-                }
-                for &p in ptrs.iter() {
-                    // SAFETY: `p` came from this cache (freeing NULL is a no-op).
-                    unsafe { bindings::kmem_cache_free(cache.as_raw(), p) };
+                    if !p.is_null() {
+                        // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed
+                        // right after.
+                        unsafe {
+                            p.cast::<Obj>().write([0; 4]);
+                            bindings::kmem_cache_free(cache.as_raw(), p);
+                        }
+                    }
                 }
             });
             Ok((ns, 2 * BATCH as u64))
@@ -257,11 +256,8 @@ fn cache_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
         ("rslab", &mut || {
             let ns = timed(|| {
                 for _ in 0..BATCH {
-                    if let Ok(b) = cache.alloc([0; 4], GFP_KERNEL) {
-                        let _ = boxes.push(b, GFP_NOWAIT);
-                    }
+                    drop(cache.alloc([0; 4], GFP_KERNEL));
                 }
-                boxes.clear();
             });
             Ok((ns, 2 * BATCH as u64))
         }),
