@@ -35,7 +35,7 @@ module! {
         },
         model_ops: u64 {
             default: 1_000_000,
-            description: "Operations the rslab_model suite executes",
+            description: "Operations the rslab_model suite executes (in 4 parts)",
         },
         concurrency_ops: u64 {
             default: 100_000,

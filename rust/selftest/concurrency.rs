@@ -117,6 +117,12 @@ impl Worker<'_, '_> {
     }
 }
 
+/// The body of each kthread.
+///
+/// # Safety
+///
+/// `data` must point to a [`Worker`] whose `done` completion is initialised, and the worker must
+/// stay valid until that completion is signalled.
 unsafe extern "C" fn thread_fn(data: *mut c_void) -> i32 {
     // SAFETY: `data` is the `Worker` that `run` passed, alive until `done` completes.
     let w = unsafe { &mut *data.cast::<Worker<'_, '_>>() };

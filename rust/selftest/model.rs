@@ -45,6 +45,12 @@ impl Rng {
     }
 }
 
+/// The suite runs `model_ops` operations as this many test cases of `model_ops / PARTS`
+/// operations each, seeded `model_seed + part`: each case stays far below KUnit's per-case
+/// timeout even on the debug kernel (KASAN, lockdep, `slab_debug`), where one million
+/// operations take about five minutes under emulation.
+pub(crate) const PARTS: u64 = 4;
+
 /// Objects kept alive at most, per kind.
 const MAX_LIVE: usize = 256;
 /// Longest vector.
@@ -102,9 +108,10 @@ pub(crate) fn run(seed: u64, ops: u64) -> Result<Counts> {
                 format_args!($($arg)+)
             );
             pr_err!(
-                "rslab_model: replay with: insmod rslab.ko model_seed={} model_ops={}\n",
+                "rslab_model: replay with: insmod rslab.ko model_seed={} model_ops={} \
+                 (the suite's first part replays this sequence)\n",
                 seed,
-                $step + 1
+                PARTS * ($step + 1)
             );
             return Err(EINVAL);
         }};
@@ -262,10 +269,12 @@ mod tests {
     use super::*;
     use crate::rslab::check;
 
-    #[test]
-    fn random_operations_match_the_model() -> Result {
-        let seed = *crate::module_parameters::model_seed.value();
-        let ops = *crate::module_parameters::model_ops.value();
+    /// Runs part `part` of the model: `model_ops / PARTS` operations seeded `model_seed + part`.
+    fn part(part: u64) -> Result {
+        let seed = crate::module_parameters::model_seed
+            .value()
+            .wrapping_add(part);
+        let ops = *crate::module_parameters::model_ops.value() / PARTS;
         let c = run(seed, ops)?;
         check!(c.ops == ops, "ran {} of {} operations", c.ops, ops);
         check!(
@@ -273,12 +282,34 @@ mod tests {
             "an operation kind was never picked"
         );
         pr_info!(
-            "rslab_model: seed {}, {} operations executed, by kind {:?}\n",
+            "rslab_model: part {} of {}, seed {}, {} operations executed, by kind {:?}\n",
+            part + 1,
+            PARTS,
             seed,
             c.ops,
             c.by_kind
         );
         Ok(())
+    }
+
+    #[test]
+    fn random_operations_part_1() -> Result {
+        part(0)
+    }
+
+    #[test]
+    fn random_operations_part_2() -> Result {
+        part(1)
+    }
+
+    #[test]
+    fn random_operations_part_3() -> Result {
+        part(2)
+    }
+
+    #[test]
+    fn random_operations_part_4() -> Result {
+        part(3)
     }
 
     #[test]
