@@ -24,6 +24,14 @@
 
 set -euo pipefail
 
+# rustup's toolchain, when the caller's PATH does not have it (a CI shell, sudo).
+cargo_bin=${CARGO_HOME:-${HOME:-/root}/.cargo}/bin
+case ":$PATH:" in
+*":$cargo_bin:"*) ;;
+*) [ -d "$cargo_bin" ] && PATH="$cargo_bin:$PATH" ;;
+esac
+export PATH
+
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cmd=${1:-}

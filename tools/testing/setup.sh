@@ -18,6 +18,14 @@
 
 set -euo pipefail
 
+# rustup's toolchain, when the caller's PATH does not have it (a CI shell, sudo).
+cargo_bin=${CARGO_HOME:-${HOME:-/root}/.cargo}/bin
+case ":$PATH:" in
+*":$cargo_bin:"*) ;;
+*) [ -d "$cargo_bin" ] && PATH="$cargo_bin:$PATH" ;;
+esac
+export PATH
+
 KVER=${KVER:-7.2}
 CACHE=${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}
 LLVM_VER=${LLVM_VER:-19}
