@@ -139,7 +139,7 @@ impl Report {
             mix.push(*r, GFP_KERNEL)?;
         }
         Ok(Self {
-            matches_rules: found == Buckets::expected(),
+            matches_rules: found == buckets::EXPECTED,
             rows,
             mix,
             mix_total: snap.total(),

@@ -152,6 +152,10 @@ impl Buckets {
     }
 }
 
+/// The buckets the kmalloc rules predict ([`Buckets::expected`]), computed at compile time for
+/// the paths that consult them on every allocation.
+pub static EXPECTED: Buckets = Buckets::expected();
+
 /// The object size kmalloc uses above the slab range: whole pages, in a power-of-two block.
 pub fn page_bucket(size: usize) -> usize {
     size.div_ceil(PAGE_SIZE).next_power_of_two() * PAGE_SIZE
@@ -191,7 +195,7 @@ pub fn guaranteed_align(bucket: usize) -> usize {
 /// above the slab range) of at least `layout.size()` bytes whose guaranteed alignment is at
 /// least `layout.align()`. Computed by search, independently of the layout rule.
 pub fn ideal_bucket(layout: Layout) -> Option<usize> {
-    let found = Buckets::expected()
+    let found = EXPECTED
         .as_slice()
         .iter()
         .copied()

@@ -25,7 +25,7 @@
 //! ```
 
 use crate::rslab::{
-    buckets::{self, Buckets, MAX_BUCKETS},
+    buckets::{self, EXPECTED, MAX_BUCKETS},
     kmalloc::Kmalloc,
     layout::{pow2_padded_size, KMALLOC_MAX_CACHE_SIZE},
 };
@@ -64,9 +64,6 @@ impl Counters {
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: Counters = Counters::new();
 static COUNTERS: [Counters; ROWS] = [ZERO; ROWS];
-
-/// The buckets the kmalloc rules predict, computed at compile time.
-static EXPECTED: Buckets = Buckets::expected();
 
 /// The row of an object of usable size `used`: its index among the rules' buckets, or the
 /// last row for objects from the page allocator.

@@ -129,7 +129,7 @@ def merge_ktap(lines):
     return out, streams
 
 
-def guest_script(out: Path, modules, mode: str):
+def guest_script(out: Path, modules):
     q = shlex.quote
     mods = ' '.join(q(str(m)) for m in modules)
     names = ' '.join(q(Path(m).stem) for m in reversed(modules))
@@ -186,7 +186,7 @@ BOOT_ATTEMPTS = 3
 
 def boot(args, out: Path, modules):
     script = out / 'guest.sh'
-    script.write_text(guest_script(out, modules, args.mode))
+    script.write_text(guest_script(out, modules))
     script.chmod(0o755)
     cmd = [args.vng, '--run', str(args.kdir), '--verbose', '--user', 'root', '--rwdir', str(out),
            '--cpus', str(args.cpus), '--memory', args.memory, '--exec', f'bash {script}']
