@@ -10,7 +10,7 @@
 //! touch no atomic counter of rslab's.
 //!
 //! For the common case of a cache that lives as long as the module, create it in module init
-//! and keep it in a [`StaticCache`]; its objects are `SlabBox<'static, T>`.
+//! and keep it in a [`StaticCache`](crate::rslab::static_cache::StaticCache); its objects are `SlabBox<'static, T>`.
 //!
 //! # Examples
 //!
@@ -113,7 +113,7 @@ impl Default for CacheOptions {
 /// A slab cache for objects of type `T`.
 ///
 /// `KmemCache` has no `Drop` implementation of its own: the cache is destroyed by its
-/// [`RawCache`] field, which does not mention `T`. That lets `T` hold references with the
+/// `RawCache` field, which does not mention `T`. That lets `T` hold references with the
 /// cache's own lifetime (`Node<'c>` linking to `SlabBox<'c, Node<'c>>`), which drop checking
 /// would otherwise refuse; destroying a cache never touches a `T`.
 ///

@@ -9,7 +9,7 @@
 //! ([`StaticCache::destroy`]): the module promises that none of its objects is alive, which
 //! holds when every object is owned by the module's data, dropped before exit completes.
 //!
-//! [`static_cache_allocator!`] also declares an [`Allocator`](kernel::alloc::Allocator) over
+//! [`static_cache_allocator!`](crate::static_cache_allocator) also declares an [`Allocator`](kernel::alloc::Allocator) over
 //! such a cache, so that `Box<T, ThatAllocator>` works with the whole KBox API for `T`.
 //!
 //! # Examples
@@ -124,7 +124,7 @@ impl<T> StaticCache<T> {
         }
     }
 
-    /// The allocator behind [`static_cache_allocator!`].
+    /// The allocator behind [`static_cache_allocator!`](crate::static_cache_allocator).
     ///
     /// Serves exactly `Layout::new::<T>()` (and zero-sized layouts, with a dangling pointer);
     /// any other layout, and any call before [`Self::init`], fails with [`AllocError`].
