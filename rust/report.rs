@@ -27,6 +27,8 @@ struct Row {
 pub(crate) struct Report {
     rows: KVec<Row>,
     matches_rules: bool,
+    /// The boot-time minimum kmalloc alignment (the smallest bucket).
+    min_align: usize,
     /// Per-bucket bytes of the layout mix, and the total.
     mix: KVec<StatRow>,
     mix_total: StatRow,
@@ -139,7 +141,8 @@ impl Report {
             mix.push(*r, GFP_KERNEL)?;
         }
         Ok(Self {
-            matches_rules: found == buckets::EXPECTED,
+            matches_rules: found == Buckets::expected(),
+            min_align: buckets::min_align(),
             rows,
             mix,
             mix_total: snap.total(),
@@ -206,8 +209,9 @@ impl fmt::Debug for Report {
         writeln!(f, "largest power-of-two divisor of its size)")?;
         writeln!(
             f,
-            "  KMALLOC_MIN_SIZE {}  buckets {}  match the kmalloc rules: {}",
+            "  KMALLOC_MIN_SIZE {}  minimum alignment at boot {}  buckets {}  match the kmalloc rules: {}",
             KMALLOC_MIN_SIZE,
+            self.min_align,
             self.rows.len(),
             if self.matches_rules { "yes" } else { "NO" }
         )?;

@@ -2,11 +2,18 @@
 
 //! The running kernel's kmalloc buckets, discovered at run time.
 //!
-//! The set of kmalloc caches depends on the architecture and configuration: `kmalloc-96` and
-//! `kmalloc-192` exist only while the minimum kmalloc alignment is below 64 and 128 bytes
-//! respectively. [`Buckets::discover`] asks the kernel (`kmalloc_size_roundup()`) instead of
-//! assuming, and [`Buckets::expected`] computes what the documented kmalloc rules predict, so
-//! that tests can compare the two.
+//! The set of kmalloc caches depends on the architecture, the configuration and the boot:
+//! `kmalloc-96` and `kmalloc-192` exist only while the minimum kmalloc alignment is below 64
+//! and 128 bytes respectively, and that minimum is decided at boot on architectures with
+//! non-coherent DMA (arm64: `ARCH_KMALLOC_MINALIGN` when swiotlb can bounce unaligned kmalloc
+//! buffers, the CPU's cache writeback granule otherwise). [`Buckets::discover`] asks the kernel
+//! (`kmalloc_size_roundup()`) instead of assuming, and [`Buckets::expected`] computes what the
+//! kmalloc rules predict for the running kernel's [`min_align`], so that tests can compare the
+//! two.
+//!
+//! A bucket of size `b` exists exactly when `b`'s largest power-of-two divisor is at least the
+//! minimum alignment, so the runtime minimum acts like an alignment every request carries
+//! implicitly: [`ideal_bucket`] uses it that way.
 
 use crate::rslab::layout::{pow2_divisor, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kernel::{
@@ -22,8 +29,29 @@ use core::{alloc::Layout, ptr::NonNull};
 /// in powers of two plus 96 and 192).
 pub const MAX_BUCKETS: usize = 24;
 
-/// The smallest kmalloc object size (`KMALLOC_MIN_SIZE`).
+/// The smallest kmalloc object size this kernel was built for (`KMALLOC_MIN_SIZE`); the
+/// running kernel may raise it at boot, see [`min_align`].
 pub const KMALLOC_MIN_SIZE: usize = bindings::KMALLOC_MIN_SIZE as usize;
+
+/// The running kernel's minimum kmalloc alignment: the size of its smallest kmalloc bucket.
+///
+/// `mm/slab_common.c` computes it at boot (`__kmalloc_minalign()`, not exported) from
+/// `dma_get_cache_alignment()`, `ARCH_KMALLOC_MINALIGN` when swiotlb is there to bounce
+/// unaligned buffers, and `arch_slab_minalign()`, and merges every smaller bucket into the
+/// first one aligned to it; `kmalloc_size_roundup(1)` therefore returns it. It is
+/// [`KMALLOC_MIN_SIZE`] on x86_64; on arm64 it is 8 or the cache writeback granule.
+///
+/// # Examples
+///
+/// ```
+/// use rslab::buckets::{min_align, KMALLOC_MIN_SIZE};
+///
+/// assert!(min_align().is_power_of_two() && min_align() >= KMALLOC_MIN_SIZE);
+/// ```
+#[inline]
+pub fn min_align() -> usize {
+    roundup(1)
+}
 
 /// Returns `kmalloc_size_roundup(size)`: the size of the object kmalloc would return for a
 /// request of `size` bytes.
@@ -99,7 +127,7 @@ impl Buckets {
     /// use rslab::buckets::Buckets;
     ///
     /// let b = Buckets::discover()?;
-    /// assert!(b.as_slice().contains(&96));
+    /// assert_eq!(b, Buckets::expected());
     /// # Ok::<(), Error>(())
     /// ```
     pub fn discover() -> Result<Self> {
@@ -116,24 +144,45 @@ impl Buckets {
         Ok(b)
     }
 
-    /// The buckets the kmalloc rules predict for this architecture: powers of two from
-    /// `KMALLOC_MIN_SIZE` to `KMALLOC_MAX_CACHE_SIZE`, plus 96 if the minimum size is below 64
-    /// and 192 if it is below 128.
-    pub const fn expected() -> Self {
+    /// The buckets the kmalloc rules predict for a minimum alignment of `min_align` (a power of
+    /// two): powers of two from `min_align` to `KMALLOC_MAX_CACHE_SIZE`, plus 96 if `min_align`
+    /// is below 64 and 192 if it is below 128.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rslab::buckets::Buckets;
+    ///
+    /// // arm64 without swiotlb bouncing, 64-byte cache lines: no kmalloc-96.
+    /// let b = Buckets::rules(64);
+    /// assert_eq!(&b.as_slice()[..4], &[64, 128, 192, 256]);
+    /// ```
+    pub const fn rules(min_align: usize) -> Self {
         let mut b = Self::empty();
-        let mut p = KMALLOC_MIN_SIZE;
+        let mut p = if min_align > KMALLOC_MIN_SIZE {
+            min_align
+        } else {
+            KMALLOC_MIN_SIZE
+        };
+        let min = p;
         while p <= KMALLOC_MAX_CACHE_SIZE {
             // `push` only fails past `MAX_BUCKETS`, which the rules never reach.
-            if p == 128 && KMALLOC_MIN_SIZE < 64 {
+            if p == 128 && min < 64 {
                 let _ = b.push(96);
             }
-            if p == 256 && KMALLOC_MIN_SIZE < 128 {
+            if p == 256 && min < 128 {
                 let _ = b.push(192);
             }
             let _ = b.push(p);
             p <<= 1;
         }
         b
+    }
+
+    /// The buckets the kmalloc rules predict for the running kernel: [`Self::rules`] at
+    /// [`min_align`].
+    pub fn expected() -> Self {
+        Self::rules(min_align())
     }
 
     /// The bucket sizes, smallest first.
@@ -152,9 +201,11 @@ impl Buckets {
     }
 }
 
-/// The buckets the kmalloc rules predict ([`Buckets::expected`]), computed at compile time for
-/// the paths that consult them on every allocation.
-pub static EXPECTED: Buckets = Buckets::expected();
+/// Every bucket a kernel built like this one can have, whatever its boot-time minimum
+/// alignment ([`Buckets::rules`] at [`KMALLOC_MIN_SIZE`]); the running kernel has the subset
+/// whose power-of-two divisor is at least [`min_align`]. Computed at compile time for the paths
+/// that consult it on every allocation.
+pub static ALL: Buckets = Buckets::rules(KMALLOC_MIN_SIZE);
 
 /// The object size kmalloc uses above the slab range: whole pages, in a power-of-two block.
 pub fn page_bucket(size: usize) -> usize {
@@ -191,20 +242,28 @@ pub fn guaranteed_align(bucket: usize) -> usize {
     pow2_divisor(bucket)
 }
 
-/// The smallest object kmalloc can return for `layout`: the smallest bucket (or page block,
-/// above the slab range) of at least `layout.size()` bytes whose guaranteed alignment is at
-/// least `layout.align()`. Computed by search, independently of the layout rule.
+/// The smallest object kmalloc can return for `layout` on the running kernel: the smallest
+/// bucket (or page block, above the slab range) of at least `layout.size()` bytes whose
+/// guaranteed alignment is at least `layout.align()`. Computed by search, independently of the
+/// layout rule.
 pub fn ideal_bucket(layout: Layout) -> Option<usize> {
-    let found = EXPECTED
+    ideal_bucket_at(layout, min_align())
+}
+
+/// [`ideal_bucket`] for a kernel whose minimum kmalloc alignment is `min_align`.
+pub fn ideal_bucket_at(layout: Layout, min_align: usize) -> Option<usize> {
+    // A bucket exists iff its guaranteed alignment reaches the minimum (see the module docs).
+    let align = layout.align().max(min_align);
+    let found = ALL
         .as_slice()
         .iter()
         .copied()
-        .find(|&b| b >= layout.size() && pow2_divisor(b) >= layout.align());
+        .find(|&b| b >= layout.size() && pow2_divisor(b) >= align);
     match found {
         Some(b) => Some(b),
         None if layout.size() <= KMALLOC_MAX_SIZE => {
             let b = page_bucket(layout.size().max(KMALLOC_MAX_CACHE_SIZE + 1));
-            (pow2_divisor(b) >= layout.align()).then_some(b)
+            (pow2_divisor(b) >= align).then_some(b)
         }
         None => None,
     }
@@ -219,10 +278,47 @@ mod tests {
     /// Objects allocated per bucket and request size.
     const BATCH: usize = 64;
 
+    /// The minimum alignments `__kmalloc_minalign()` can produce on this architecture, and
+    /// where they come from.
+    #[cfg(CONFIG_X86)]
+    fn possible_min_aligns() -> ([usize; 2], &'static str) {
+        // No `ARCH_DMA_MINALIGN`: DMA is cache-coherent, kmalloc keeps its 8-byte minimum.
+        ([KMALLOC_MIN_SIZE; 2], "x86: DMA is coherent")
+    }
+
+    #[cfg(CONFIG_ARM64)]
+    fn possible_min_aligns() -> ([usize; 2], &'static str) {
+        // SAFETY: `cache_line_size()` only reads the sanitised CTR_EL0 (or the firmware's
+        // coherency size); it has no preconditions.
+        let line = unsafe { bindings::cache_line_size() } as usize;
+        (
+            [
+                bindings::ARCH_KMALLOC_MINALIGN as usize,
+                line.max(KMALLOC_MIN_SIZE),
+            ],
+            "arm64: 8 with swiotlb bouncing, else cache_line_size()",
+        )
+    }
+
+    #[cfg(not(any(CONFIG_X86, CONFIG_ARM64)))]
+    fn possible_min_aligns() -> ([usize; 2], &'static str) {
+        let m = min_align();
+        ([m; 2], "architecture not modelled: any power of two")
+    }
+
     #[test]
     fn kernel_has_the_expected_buckets() -> Result {
+        let m = min_align();
+        let (possible, why) = possible_min_aligns();
+        check!(
+            m.is_power_of_two() && m >= KMALLOC_MIN_SIZE && possible.contains(&m),
+            "minimum kmalloc alignment {}, expected one of {:?} ({})",
+            m,
+            possible,
+            why
+        );
         let found = Buckets::discover()?;
-        let want = Buckets::expected();
+        let want = Buckets::rules(m);
         check!(
             found == want,
             "kernel buckets {:?}, rules predict {:?}",
@@ -230,14 +326,25 @@ mod tests {
             want.as_slice()
         );
         // The extended guarantee matters only where non-power-of-two buckets exist.
-        if KMALLOC_MIN_SIZE < 64 {
-            check!(found.as_slice().contains(&96), "no kmalloc-96");
-        }
-        if KMALLOC_MIN_SIZE < 128 {
-            check!(found.as_slice().contains(&192), "no kmalloc-192");
-        }
+        check!(
+            found.as_slice().contains(&96) == (m < 64),
+            "kmalloc-96 at minimum alignment {}",
+            m
+        );
+        check!(
+            found.as_slice().contains(&192) == (m < 128),
+            "kmalloc-192 at minimum alignment {}",
+            m
+        );
+        check!(
+            found.as_slice().iter().all(|b| ALL.as_slice().contains(b)),
+            "a bucket outside {:?}",
+            ALL.as_slice()
+        );
         pr_info!(
-            "rslab_align: {} kmalloc buckets: {:?}\n",
+            "rslab_align: minimum alignment {} ({}), {} kmalloc buckets: {:?}\n",
+            m,
+            why,
             found.as_slice().len(),
             found.as_slice()
         );
