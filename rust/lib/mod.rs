@@ -31,6 +31,26 @@ pub mod stats;
 /// Whether this build has the sheaf API (the kernel exports the sheaf functions).
 pub const HAVE_SHEAVES: bool = cfg!(rslab_sheaf);
 
+/// Returns the value of a module parameter, on every kernel rslab supports.
+///
+/// 7.3 changed `ModuleParamAccess::value()` to return a copy (the reference is now
+/// `value_ref()`); 7.2's returns a reference. `scripts/compat.mk` probes the kernel's sources
+/// and sets `cfg(rslab_param_value_copy)` for the new form.
+///
+/// # Examples
+///
+/// ```ignore
+/// let ops = rslab::param(&crate::module_parameters::model_ops);
+/// ```
+#[inline]
+pub fn param<T: Copy>(p: &kernel::module_param::ModuleParamAccess<T>) -> T {
+    #[cfg(rslab_param_value_copy)]
+    let v = p.value();
+    #[cfg(not(rslab_param_value_copy))]
+    let v = *p.value();
+    v
+}
+
 /// Checks a condition in a test or self-check; on failure, logs what was expected and where,
 /// and returns `Err(EINVAL)` from the enclosing function.
 ///

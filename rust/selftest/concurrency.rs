@@ -230,7 +230,7 @@ mod tests {
         let cpus =
             unsafe { core::ptr::read_volatile(&raw const bindings::__num_online_cpus.counter) };
         check!(cpus >= 2, "needs 2 online CPUs, has {}", cpus);
-        let ops = *crate::module_parameters::concurrency_ops.value();
+        let ops = crate::rslab::param(&crate::module_parameters::concurrency_ops);
         let (allocated, freed, left) = run(ops)?;
         check!(
             allocated == 2 * ops,

@@ -267,14 +267,12 @@ pub(crate) fn run(seed: u64, ops: u64) -> Result<Counts> {
 #[kernel::macros::kunit_tests(rslab_model)]
 mod tests {
     use super::*;
-    use crate::rslab::check;
+    use crate::rslab::{check, param};
 
     /// Runs part `part` of the model: `model_ops / PARTS` operations seeded `model_seed + part`.
     fn part(part: u64) -> Result {
-        let seed = crate::module_parameters::model_seed
-            .value()
-            .wrapping_add(part);
-        let ops = *crate::module_parameters::model_ops.value() / PARTS;
+        let seed = param(&crate::module_parameters::model_seed).wrapping_add(part);
+        let ops = param(&crate::module_parameters::model_ops) / PARTS;
         let c = run(seed, ops)?;
         check!(c.ops == ops, "ran {} of {} operations", c.ops, ops);
         check!(

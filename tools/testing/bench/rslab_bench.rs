@@ -135,8 +135,8 @@ fn measure_pair(
     base: (&'static str, &mut dyn FnMut() -> Result<(u64, u64)>),
     ours: (&'static str, &mut dyn FnMut() -> Result<(u64, u64)>),
 ) -> Result {
-    let warm = *module_parameters::warmup.value();
-    let rounds = (*module_parameters::rounds.value()).clamp(1, 101);
+    let warm = rslab::param(&module_parameters::warmup);
+    let rounds = rslab::param(&module_parameters::rounds).clamp(1, 101);
     let (bname, bf) = base;
     let (oname, of) = ours;
     for _ in 0..warm {
@@ -378,8 +378,8 @@ impl fmt::Debug for Results {
         writeln!(f, "{{")?;
         writeln!(f, "  \"unit\": \"ps/op\",")?;
         writeln!(f, "  \"sheaf_api\": {},", rslab::HAVE_SHEAVES)?;
-        writeln!(f, "  \"rounds\": {},", module_parameters::rounds.value())?;
-        writeln!(f, "  \"warmup\": {},", module_parameters::warmup.value())?;
+        writeln!(f, "  \"rounds\": {},", rslab::param(&module_parameters::rounds))?;
+        writeln!(f, "  \"warmup\": {},", rslab::param(&module_parameters::warmup))?;
         writeln!(f, "  \"results\": [")?;
         for (i, r) in self.figures.iter().enumerate() {
             writeln!(

@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Differences between the kernel crates of the kernels rslab supports (7.2 and
+# 7.3), probed in the kernel's own sources rather than guessed from its version
+# number, so that a backport or a vendor tree gets the right answer too. Each
+# probe sets one --cfg; rust/lib/mod.rs hides the difference behind one helper.
+
+# 7.3: ModuleParamAccess::value() returns a copy; the reference moved to
+# value_ref().
+ifeq ($(shell grep -qs 'pub fn value_ref' $(srctree)/rust/kernel/module_param.rs && echo y),y)
+rustflags-y += --cfg rslab_param_value_copy
+endif
