@@ -10,3 +10,9 @@
 ifeq ($(shell grep -qs 'pub fn value_ref' $(srctree)/rust/kernel/module_param.rs && echo y),y)
 rustflags-y += --cfg rslab_param_value_copy
 endif
+
+# 7.3: pin-init renamed PinInit::__pinned_init() to __init() (Init's method
+# moved to PinInit) and added raw_try_init() to call it.
+ifeq ($(shell grep -qs 'pub unsafe fn raw_try_init' $(srctree)/rust/pin-init/src/lib.rs && echo y),y)
+rustflags-y += --cfg rslab_pin_init_raw
+endif

@@ -251,7 +251,7 @@ impl<T> KmemCache<T> {
         let slot = self.alloc_uninit(flags)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, never moves (it is a
         // slab object until it is freed), and is not used again if the initialiser fails.
-        match unsafe { init.__pinned_init(slot.as_ptr()) } {
+        match unsafe { crate::rslab::pin_init_slot(slot.as_ptr(), init) } {
             // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
             Ok(()) => Ok(SlabBox::into_pin(unsafe { SlabBox::from_raw(slot, self) })),
             Err(e) => {

@@ -354,7 +354,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         let p = self.take();
         // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`; it never moves
         // until it is freed.
-        let Ok(()) = unsafe { init.__pinned_init(p.as_ptr()) };
+        let Ok(()) = unsafe { crate::rslab::pin_init_slot(p.as_ptr(), init) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
         SlabBox::into_pin(unsafe { SlabBox::from_raw(p, cache) })
     }
