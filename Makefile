@@ -9,24 +9,33 @@
 #   make modules    build the modules only
 #   make kernel     build (or reuse) the cached test kernel
 #   make rust-analyzer, make fmt, make fmtcheck, make clippy, make checkpatch
+#   make rustdoc    rustdoc HTML of the library in out/rustdoc/ (warnings fail)
+#   make htmldocs   Sphinx HTML of Documentation/ in out/htmldocs/ (warnings fail)
 #   make clean
 #
+# Test kernel matrix: KVER=7.2 (default) or 7.3; ARCH=x86_64 (default) or arm64.
 # With your own Rust-enabled kernel build: make KDIR=/path/to/build LLVM=1 [run|check]
 # Kbuild reads ./Kbuild, not this file, when the kernel builds the modules.
 
 export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
+# An empty ARCH in the environment would override kbuild's own default.
+ifneq ($(ARCH),)
+export ARCH
+endif
 
 TESTING := tools/testing
 
-.PHONY: all modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch clean
+.PHONY: all modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
+	rustdoc htmldocs clean
 
 all: modules
 
-modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch:
+modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
+rustdoc htmldocs:
 	@$(TESTING)/rslab.sh $@
 
 clean:
 	rm -rf out
-	find rust samples \( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
+	find rust samples tools/testing/bench \( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
 		-o -name '.*.cmd' -o -name '*.rmeta' -o -name '*.d' -o -name 'modules.order' \) -delete
 	rm -f Module.symvers modules.order

@@ -3,15 +3,21 @@
 #
 # Build (or reuse) the rslab test kernel.
 #
-#   tools/testing/kernel.sh [--flavour NAME] [--no-patches]
+#   tools/testing/kernel.sh [--flavour NAME] [--no-patches] [--probe]
 #
 # The kernel is cached under $RSLAB_CACHE/kbuild/<key>, where <key> hashes the
-# kernel source version, the config fragments, the patch series, the flavour
-# and the toolchain versions. A cache hit takes a second. On success the last
-# lines of stdout are KEY=value pairs (KDIR=..., etc.) for the Makefile.
+# kernel source version, the architecture, the config fragments, the patch
+# series, the flavour and the toolchain versions. A cache hit takes a second.
+# On success the last lines of stdout are KEY=value pairs (KDIR=..., etc.) for
+# the Makefile.
+#
+# KVER picks the kernel version (setup.sh), ARCH the architecture: x86_64 (the
+# default) or arm64, cross-compiled by clang; configs/arm64.config is merged
+# after base.config for it.
 #
 # Flavours: "base" (tools/testing/configs/base.config) and "debug" (base plus
-# configs/debug.config). --no-patches builds the same kernel without our patch
+# configs/debug.config). --probe only answers whether that kernel is cached
+# (exit 0, or 1 when it would have to be built), for CI's time budget. --no-patches builds the same kernel without our patch
 # series, to prove that rslab builds and loads on a stock kernel; it is a full
 # build of its own (a build directory records its source path in every
 # command line, so another build's objects cannot be reused).
@@ -21,10 +27,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 FLAVOUR=base
 PATCHES=1
+PROBE=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--flavour) FLAVOUR=$2; shift 2 ;;
 	--no-patches) PATCHES=0; shift ;;
+	--probe) PROBE=1; shift ;;
 	*) echo "kernel.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -41,7 +49,15 @@ LLVM=${LLVM:--19}
 JOBS=${JOBS:-$(($(nproc) + 1))}
 export LIBCLANG_PATH
 
+ARCH=${ARCH:-x86_64}
+case $ARCH in
+x86_64 | x86) ARCH=x86_64 SRCARCH=x86 IMAGE=arch/x86/boot/bzImage ;;
+arm64 | aarch64) ARCH=arm64 SRCARCH=arm64 IMAGE=arch/arm64/boot/Image ;;
+*) die "unsupported ARCH '$ARCH' (x86_64, arm64)" ;;
+esac
+
 fragments=("$here/configs/base.config")
+[ "$ARCH" = x86_64 ] || fragments+=("$here/configs/$ARCH.config")
 case $FLAVOUR in
 base) ;;
 debug) fragments+=("$here/configs/debug.config") ;;
@@ -52,19 +68,24 @@ patches=()
 
 key=$( {
 	echo "src $KSRC_VERSION flavour $FLAVOUR patches $PATCHES llvm $LLVM"
+	[ "$ARCH" = x86_64 ] || echo "arch $ARCH"
 	rustc --version
 	"$BINDGEN" --version
 	"clang$LLVM" --version | head -n1
 	cat "${fragments[@]}" ${patches[@]+"${patches[@]}"}
 	echo "layout $CACHE_LAYOUT"
 } | sha256sum | cut -c1-16)
-name="linux-$KSRC_VERSION-$FLAVOUR$([ "$PATCHES" = 1 ] || echo -nopatch)-$key"
+name="linux-$KSRC_VERSION-$([ "$ARCH" = x86_64 ] || echo "$ARCH-")$FLAVOUR$([ "$PATCHES" = 1 ] || echo -nopatch)-$key"
 W="$CACHE/kbuild/$name"
 KDIR="$W/build"
 
+# x86_64 builds leave ARCH to the kernel's Makefile (the host's), as they always have.
+arch_arg=()
+[ "$ARCH" = x86_64 ] || arch_arg=(ARCH="$ARCH")
+
 make_k() {
-	make -C "$W/src" O="$KDIR" LLVM="$LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
-		BINDGEN="$BINDGEN" "$@"
+	make -C "$W/src" O="$KDIR" ${arch_arg[@]+"${arch_arg[@]}"} LLVM="$LLVM" \
+		RUST_LIB_SRC="$RUST_LIB_SRC" BINDGEN="$BINDGEN" "$@"
 }
 
 emit() {
@@ -77,12 +98,19 @@ emit() {
 	echo "LIBCLANG_PATH=$LIBCLANG_PATH"
 	echo "LLVM=$LLVM"
 	echo "KERNEL_NAME=$name"
+	echo "ARCH=$ARCH"
+	echo "IMAGE=$KDIR/$IMAGE"
+	echo "BUSYBOX=$BUSYBOX"
 }
 
 if [ -f "$W/.done" ]; then
 	log "cached: $name"
 	emit
 	exit 0
+fi
+if [ "$PROBE" = 1 ]; then
+	log "not cached: $name"
+	exit 1
 fi
 
 rm -rf "$W"
@@ -107,22 +135,37 @@ if [ ! -f "$KDIR/.config" ]; then
 	make_k -s olddefconfig >&2
 fi
 
-# Every option the fragments ask for must have survived Kconfig's dependency
-# resolution; a silently dropped CONFIG_RUST (toolchain not detected) is the
-# classic failure.
+# Every option the fragments ask for (a later fragment overrides an earlier one)
+# must have survived Kconfig's dependency resolution; a silently dropped
+# CONFIG_RUST (toolchain not detected) is the classic failure. An option that
+# this kernel's Kconfig does not define for this architecture at all (renamed
+# between releases, such as PROC_SYSCTL -> SYSCTL in 7.3, or x86-only) is
+# reported and skipped: the fragments serve every kernel in the matrix.
+defined=$(find "$W/src" -path "$W/src/arch" -prune -o -name 'Kconfig*' -print |
+	cat - <(find "$W/src/arch/$SRCARCH" -name 'Kconfig*') |
+	xargs sed -nE 's/^[[:space:]]*(menu)?config[[:space:]]+([A-Za-z0-9_]+).*/\2/p' | sort -u)
 bad=0
 while IFS= read -r line; do
 	case $line in
 	CONFIG_*=*)
-		grep -qxF "$line" "$KDIR/.config" ||
-			{ log "config: wanted '$line', got '$(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)'"; bad=1; }
+		grep -qxF "$line" "$KDIR/.config" && continue
+		sym=${line%%=*}; sym=${sym#CONFIG_}
+		if ! grep -qxF "$sym" <<< "$defined"; then
+			log "config: $sym is not defined by $KSRC_VERSION's Kconfig for $ARCH; skipped"
+			continue
+		fi
+		log "config: wanted '$line', got '$(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)'"
+		bad=1
 		;;
 	"# CONFIG_"*" is not set")
 		opt=${line#\# }; opt=${opt%% *}
 		! grep -q "^$opt=" "$KDIR/.config" || { log "config: wanted $opt off"; bad=1; }
 		;;
 	esac
-done < <(cat "${fragments[@]}")
+done < <(cat "${fragments[@]}" |
+	sed -nE 's/^(CONFIG_[A-Za-z0-9_]+)=.*/\1 &/p; s/^# (CONFIG_[A-Za-z0-9_]+) is not set/\1 &/p' |
+	awk '{ sym = $1; sub(/^[^ ]+ /, ""); last[sym] = $0; order[sym] = NR }
+	     END { for (s in last) print order[s], last[s] }' | sort -n | cut -d' ' -f2-)
 if [ $bad = 1 ]; then
 	make_k rustavailable >&2 || true
 	die "the kernel configuration does not have what the fragments ask for"
@@ -150,8 +193,8 @@ if [ $rc != 0 ]; then
 	grep -E 'error|Error' "$W/build.log" | head -n 30 >&2
 	die "kernel build failed (exit $rc); full log: $W/build.log"
 fi
-[ -f "$KDIR/Module.symvers" ] && [ -f "$KDIR/arch/x86/boot/bzImage" ] ||
-	die "build finished without bzImage or Module.symvers"
+[ -f "$KDIR/Module.symvers" ] && [ -f "$KDIR/$IMAGE" ] ||
+	die "build finished without $IMAGE or Module.symvers"
 log "built $name in $(( $(date +%s) - start )) s"
 touch "$W/.done"
 emit

@@ -14,10 +14,14 @@
 #   rslab.sh fmt | fmtcheck      rustfmt with the kernel's .rustfmt.toml
 #   rslab.sh clippy              build with CLIPPY=1; any warning fails
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
+#   rslab.sh rustdoc             rustdoc for the module crate and its library; warnings fail
+#   rslab.sh htmldocs            Sphinx HTML of Documentation/; warnings fail
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
-# KVER (test kernel version, default 7.2), OUT (output directory, default out/),
+# KVER (test kernel version: 7.2, the default, or 7.3), ARCH (x86_64, the
+# default, or arm64: cross-built by clang, booted under qemu-system-aarch64),
+# OUT (output directory, default out/),
 # RSLAB_CACHE (test kernel cache, default ~/.cache/rslab), NOPATCH=1 (test
 # kernel without the sheaf export patch), SLAB_DEBUG=1 (also boot with
 # slab_debug on the command line, for `check`).
@@ -62,6 +66,12 @@ kernel_env() {
 		eval "$("$here/kernel.sh" ${flags[@]+"${flags[@]}"} | grep -E '^[A-Z_]+=')"
 		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC" BINDGEN="$BINDGEN" LIBCLANG_PATH="$LIBCLANG_PATH")
 	fi
+	# x86_64 module builds leave ARCH to kbuild, as the kernel build did.
+	case ${ARCH:-x86_64} in
+	x86_64 | x86) ARCH=x86_64 ;;
+	arm64 | aarch64) ARCH=arm64 MAKE_EXTRA+=(ARCH=arm64) ;;
+	*) die "unsupported ARCH '$ARCH' (x86_64, arm64)" ;;
+	esac
 }
 
 RUST_ROOTS=("$root/rust/rslab.rs" "$root"/samples/*.rs)
@@ -82,9 +92,15 @@ build_modules() {
 }
 
 runner() {
+	local arch=()
+	if [ "$ARCH" = arm64 ]; then
+		[ -n "${IMAGE:-}" ] || IMAGE=$KDIR/arch/arm64/boot/Image
+		[ -n "${BUSYBOX:-}" ] || eval "$("$here/setup.sh" | grep -E '^BUSYBOX=')"
+		arch=(--arch arm64 --image "$IMAGE" --busybox "$BUSYBOX")
+	fi
 	# vng runs virtme-run and friends from its own venv.
 	PATH="$VENV/bin:$PATH" "$VENV/bin/python3" "$here/runner.py" --kdir "$KDIR" \
-		--vng "$VENV/bin/vng" "$@"
+		--vng "$VENV/bin/vng" ${arch[@]+"${arch[@]}"} "$@"
 }
 
 case $cmd in
@@ -106,10 +122,22 @@ check)
 	build_modules
 	rm -f "$OUT"/check*/totals
 	rc=0
-	runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
-	if [ "${SLAB_DEBUG:-1}" = 1 ]; then
-		runner --mode check --out "$OUT/check-slab_debug" --append slab_debug \
-			--label "$KERNEL_NAME slab_debug" "${MODULES[@]}" || rc=1
+	if [ "$ARCH" = arm64 ]; then
+		# kmalloc's minimum alignment is decided at boot on arm64: 8 while swiotlb can
+		# bounce unaligned kmalloc buffers (no kmalloc-8..32 merging, kmalloc-96 and -192
+		# exist), the cache writeback granule (64 on QEMU's Cortex-A57: no kmalloc-96)
+		# without swiotlb. One boot of each.
+		runner --mode check --out "$OUT/check-arm64" --expect-min-align 8 --timeout 2400 \
+			--label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
+		runner --mode check --out "$OUT/check-arm64-noswiotlb" --append swiotlb=noforce \
+			--expect-min-align 64 --timeout 2400 --label "$KERNEL_NAME swiotlb=noforce" \
+			"${MODULES[@]}" || rc=1
+	else
+		runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
+		if [ "${SLAB_DEBUG:-1}" = 1 ]; then
+			runner --mode check --out "$OUT/check-slab_debug" --append slab_debug \
+				--label "$KERNEL_NAME slab_debug" "${MODULES[@]}" || rc=1
+		fi
 	fi
 	# One totals line for every boot of this check.
 	passed=0 failed=0 skipped=0
@@ -132,6 +160,7 @@ bench)
 	"$VENV/bin/python3" "$here/bench.py" --accel TCG "$OUT/bench"
 	;;
 check-debug)
+	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-debug builds the x86_64 debug kernel only"
 	kernel_env
 	build_modules
 	rm -f "$OUT"/check-debug/totals
@@ -179,8 +208,25 @@ checkpatch)
 	[ $rc = 0 ] || die "checkpatch: problems found"
 	log "checkpatch: clean"
 	;;
+rustdoc)
+	kernel_env
+	build_modules
+	rm -rf "$OUT/rustdoc"
+	python3 "$here/rustdoc.py" "$root" "$OUT/rustdoc" || die "rustdoc: problems found"
+	;;
+htmldocs)
+	eval "$("$here/setup.sh" | grep -E '^VENV=')"
+	[ -x "$VENV/bin/sphinx-build" ] || {
+		log "pip install sphinx"
+		"$VENV/bin/pip" install -q sphinx >&2
+	}
+	rm -rf "$OUT/htmldocs"
+	"$VENV/bin/sphinx-build" -W --keep-going -q -b html "$root/Documentation" \
+		"$OUT/htmldocs" || die "htmldocs: Sphinx reported problems"
+	log "htmldocs: no warnings; $OUT/htmldocs/index.html"
+	;;
 *)
-	sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,27p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

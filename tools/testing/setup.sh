@@ -7,6 +7,9 @@
 #   - Debian (sid, trixie-backports, through a private apt state that leaves
 #     the host's apt configuration untouched): linux-source-$KVER and the
 #     rust-src that matches the host's rustc exactly
+#   - with ARCH=arm64: qemu-system-arm (host suite) and the arm64 build of
+#     busybox-static (host suite's arm64 archive, private apt state) for the
+#     guest's initramfs
 #   - crates.io:            bindgen-cli
 #   - PyPI:                 virtme-ng (in a venv)
 #
@@ -27,6 +30,7 @@ esac
 export PATH
 
 KVER=${KVER:-7.2}
+ARCH=${ARCH:-x86_64}
 CACHE=${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}
 LLVM_VER=${LLVM_VER:-19}
 BINDGEN_VER=${BINDGEN_VER:-0.72.1}
@@ -44,6 +48,11 @@ SUDO=
 host_pkgs=(clang-$LLVM_VER lld-$LLVM_VER llvm-$LLVM_VER libclang-$LLVM_VER-dev
 	   make flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
 	   qemu-system-x86 busybox-static python3-venv zstd patch)
+case $ARCH in
+x86_64 | x86) ;;
+arm64 | aarch64) host_pkgs+=(qemu-system-arm) ;;
+*) die "unsupported ARCH '$ARCH' (x86_64, arm64)" ;;
+esac
 missing=()
 for p in "${host_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -132,9 +141,40 @@ if [ ! -x "$VENV/bin/vng" ]; then
 	"$VENV/bin/pip" install -q "virtme-ng==$VNG_VER" >&2
 fi
 
+# --- arm64 guest userspace ----------------------------------------------------------
+# One static busybox from the host suite's arm64 archive, through its own private apt
+# state (the host's dpkg does not know the architecture).
+BUSYBOX=
+if [ "$ARCH" = arm64 ] || [ "$ARCH" = aarch64 ]; then
+	A64="$CACHE/apt-arm64"
+	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+	a64_opts=(-oAPT::Sandbox::User=root -oDir::Etc::SourceList="$A64/sources.list"
+		  -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists="$A64/lists"
+		  -oDir::Cache="$A64/cache" -oAPT::Get::List-Cleanup=0
+		  -oAPT::Architecture=arm64 -oAPT::Architectures::=arm64)
+	BUSYBOX="$CACHE/busybox-arm64/bin/busybox"
+	if [ ! -x "$BUSYBOX" ]; then
+		mkdir -p "$A64/lists/partial" "$A64/cache/archives/partial"
+		printf 'deb [arch=arm64] %s %s main\n' "$mirror" "$suite" > "$A64/sources.list"
+		log "apt-get update ($suite arm64; private state in $A64)"
+		apt-get "${a64_opts[@]}" update -qq >&2 || die "apt-get update for arm64 failed"
+		bb_ver=$(apt-cache "${a64_opts[@]}" madison busybox-static | awk '{gsub(/ /,"",$3); print $3; exit}')
+		[ -n "$bb_ver" ] || die "no arm64 busybox-static in $suite"
+		log "downloading busybox-static:arm64=$bb_ver"
+		rm -rf "$CACHE/busybox-arm64" "$A64/deb" && mkdir -p "$A64/deb"
+		(cd "$A64/deb" && apt-get "${a64_opts[@]}" download -qq "busybox-static:arm64=$bb_ver" >&2) ||
+			die "apt-get download busybox-static:arm64 failed"
+		dpkg -x "$A64"/deb/busybox-static_*_arm64.deb "$A64/deb/x"
+		mkdir -p "$CACHE/busybox-arm64/bin"
+		cp "$A64/deb/x/bin/busybox" "$BUSYBOX"
+		rm -rf "$A64/deb"
+	fi
+fi
+
 echo "KSRC=$KSRC"
 echo "KSRC_VERSION=$ksrc_ver"
 echo "RUST_LIB_SRC=$RUST_LIB_SRC"
 echo "BINDGEN=$BINDGEN"
 echo "VENV=$VENV"
 echo "LIBCLANG_PATH=/usr/lib/llvm-$LLVM_VER/lib"
+echo "BUSYBOX=$BUSYBOX"
