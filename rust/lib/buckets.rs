@@ -247,13 +247,8 @@ pub fn guaranteed_align(bucket: usize) -> usize {
 /// guaranteed alignment is at least `layout.align()`. Computed by search, independently of the
 /// layout rule.
 pub fn ideal_bucket(layout: Layout) -> Option<usize> {
-    ideal_bucket_at(layout, min_align())
-}
-
-/// [`ideal_bucket`] for a kernel whose minimum kmalloc alignment is `min_align`.
-pub fn ideal_bucket_at(layout: Layout, min_align: usize) -> Option<usize> {
     // A bucket exists iff its guaranteed alignment reaches the minimum (see the module docs).
-    let align = layout.align().max(min_align);
+    let align = layout.align().max(min_align());
     let found = ALL
         .as_slice()
         .iter()

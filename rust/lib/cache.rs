@@ -10,7 +10,8 @@
 //! touch no atomic counter of rslab's.
 //!
 //! For the common case of a cache that lives as long as the module, create it in module init
-//! and keep it in a [`StaticCache`](crate::rslab::static_cache::StaticCache); its objects are `SlabBox<'static, T>`.
+//! and keep it in a [`StaticCache`](crate::rslab::static_cache::StaticCache); its objects are
+//! `SlabBox<'static, T>`.
 //!
 //! # Examples
 //!

@@ -9,8 +9,9 @@
 //! ([`StaticCache::destroy`]): the module promises that none of its objects is alive, which
 //! holds when every object is owned by the module's data, dropped before exit completes.
 //!
-//! [`static_cache_allocator!`](crate::static_cache_allocator) also declares an [`Allocator`](kernel::alloc::Allocator) over
-//! such a cache, so that `Box<T, ThatAllocator>` works with the whole KBox API for `T`.
+//! [`static_cache_allocator!`](crate::static_cache_allocator) also declares an
+//! [`Allocator`](kernel::alloc::Allocator) over such a cache, so that `Box<T, ThatAllocator>`
+//! works with the whole KBox API for `T`.
 //!
 //! # Examples
 //!

@@ -2,11 +2,11 @@
 
 //! Opt-in per-bucket statistics for [`Kmalloc`] allocations.
 //!
-//! [`TrackedKmalloc`] allocates exactly like [`Kmalloc`] and
-//! additionally counts, per kmalloc bucket: allocations, live objects, and the live bytes
-//! requested, actually used (`ksize()`), and what power-of-two padding would have used. The
-//! plain allocator has no counters at all; only users of [`TrackedKmalloc`] pay for them (a few
-//! relaxed atomic additions and one `ksize()` per call).
+//! [`TrackedKmalloc`] allocates exactly like [`Kmalloc`] and additionally counts, per kmalloc
+//! bucket: allocations, live objects, and the live bytes requested, actually used (`ksize()`),
+//! that power-of-two padding would have used, and of the ideal bucket. The plain allocator has
+//! no counters at all; only users of [`TrackedKmalloc`] pay for them (a few relaxed atomic
+//! additions, one `ksize()` and two `kmalloc_size_roundup()` per call).
 //!
 //! [`Snapshot`] renders the counters in a stable text format (see [`Snapshot`]'s `Debug`
 //! implementation), which rslab exposes at `/sys/kernel/debug/rslab/kmalloc_stats`.
@@ -196,8 +196,8 @@ impl Row {
 ///
 /// Its `Debug` output is the stable text format of `rslab/kmalloc_stats`: a `# rslab
 /// kmalloc_stats v1` line, a `#` header naming the columns, one line per bucket with
-/// whitespace-separated decimal fields `bucket allocs live requested used pow2 ideal` (bucket `large`
-/// for the page allocator), and a final `total` line.
+/// whitespace-separated decimal fields `bucket allocs live requested used pow2 ideal` (bucket
+/// `large` for the page allocator), and a final `total` line.
 pub struct Snapshot {
     rows: [Row; ROWS],
 }
