@@ -287,10 +287,7 @@ mod tests {
         // coherency size); it has no preconditions.
         let line = unsafe { bindings::cache_line_size() } as usize;
         (
-            [
-                bindings::ARCH_KMALLOC_MINALIGN as usize,
-                line.max(KMALLOC_MIN_SIZE),
-            ],
+            [bindings::ARCH_KMALLOC_MINALIGN, line.max(KMALLOC_MIN_SIZE)],
             "arm64: 8 with swiotlb bouncing, else cache_line_size()",
         )
     }
