@@ -126,12 +126,17 @@ check)
 		# kmalloc's minimum alignment is decided at boot on arm64: 8 while swiotlb can
 		# bounce unaligned kmalloc buffers (no kmalloc-8..32 merging, kmalloc-96 and -192
 		# exist), the cache writeback granule (64 on QEMU's Cortex-A57: no kmalloc-96)
-		# without swiotlb. One boot of each.
+		# without swiotlb. One boot of each, and one with slab_debug.
 		runner --mode check --out "$OUT/check-arm64" --expect-min-align 8 --timeout 2400 \
 			--label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
 		runner --mode check --out "$OUT/check-arm64-noswiotlb" --append swiotlb=noforce \
 			--expect-min-align 64 --timeout 2400 --label "$KERNEL_NAME swiotlb=noforce" \
 			"${MODULES[@]}" || rc=1
+		if [ "${SLAB_DEBUG:-1}" = 1 ]; then
+			runner --mode check --out "$OUT/check-arm64-slab_debug" --append slab_debug \
+				--expect-min-align 8 --timeout 2400 --label "$KERNEL_NAME slab_debug" \
+				"${MODULES[@]}" || rc=1
+		fi
 	else
 		runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
 		if [ "${SLAB_DEBUG:-1}" = 1 ]; then
