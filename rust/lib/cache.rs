@@ -35,7 +35,7 @@ use crate::rslab::gfp;
 use core::{
     marker::PhantomData,
     mem,
-    ops::{Deref, DerefMut},
+    ops::{Deref, DerefMut, Range},
     pin::Pin,
     ptr::NonNull,
 };
@@ -44,6 +44,8 @@ use kernel::{
     bindings,
     prelude::*,
     str::CStr,
+    transmute::{AsBytes, FromBytes},
+    uaccess::{UserSliceReader, UserSliceWriter},
 };
 
 /// Creation-time flags of a slab cache (`SLAB_*`).
@@ -75,24 +77,76 @@ impl core::ops::BitOr for CacheFlags {
     }
 }
 
+/// Room set aside for the header of a sheaf (`struct slab_sheaf`, private to `mm/slub.c`: 32
+/// bytes on 64-bit kernels of 7.x). The `rslab_sheaf` suite measures the running kernel's header
+/// and checks that it fits.
+pub const SHEAF_HEADER_MAX: usize = 64;
+
+/// The most objects one sheaf can hold, per-CPU ([`CacheOptions::sheaf_capacity`]) or prefilled.
+///
+/// The kernel allocates a sheaf, its header and its array of object pointers, as one kmalloc
+/// object, so they must fit `KMALLOC_MAX_SIZE`; a larger sheaf would make the page allocator
+/// warn before the allocation fails.
+pub const MAX_SHEAF_OBJECTS: usize =
+    (crate::rslab::layout::KMALLOC_MAX_SIZE - SHEAF_HEADER_MAX) / mem::size_of::<*mut u8>();
+
 /// How to create a [`KmemCache`].
 #[derive(Clone, Copy, Debug)]
 pub struct CacheOptions {
     sheaf_capacity: u32,
     flags: CacheFlags,
+    useroffset: usize,
+    usersize: usize,
 }
 
 impl CacheOptions {
-    /// Defaults: no minimum sheaf capacity (the kernel picks one), no flags.
+    /// Defaults: no minimum sheaf capacity (the kernel picks one), no flags, no usercopy region.
     pub const fn new() -> Self {
         Self {
             sheaf_capacity: 0,
             flags: CacheFlags::NONE,
+            useroffset: 0,
+            usersize: 0,
         }
+    }
+
+    /// The bytes of each object that may be copied to or from user space: `size` bytes at
+    /// `offset` (`kmem_cache_args.useroffset`/`usersize`).
+    ///
+    /// With `CONFIG_HARDENED_USERCOPY` (on in most distribution kernels) the kernel kills a task
+    /// whose `copy_to_user()` or `copy_from_user()` touches a slab object outside its cache's
+    /// region; a cache without one allows no copy at all. [`SlabBox::copy_to_user`] and
+    /// [`SlabBox::copy_from_user`] check the region first and return an error instead.
+    /// [`KmemCache::new`] refuses a region that does not lie within `T` with `EINVAL`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::mem::{offset_of, size_of};
+    /// use rslab::cache::{CacheOptions, KmemCache};
+    ///
+    /// #[repr(C)]
+    /// struct Request {
+    ///     owner: u64,
+    ///     payload: [u8; 48],
+    /// }
+    ///
+    /// // Only `payload` may travel to and from user space.
+    /// let options = CacheOptions::new().usercopy(offset_of!(Request, payload), size_of::<[u8; 48]>());
+    /// let cache = KmemCache::<Request>::new(c"rslab_doc_usercopy", options)?;
+    /// assert_eq!(cache.usercopy_region(), 8..56);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub const fn usercopy(mut self, offset: usize, size: usize) -> Self {
+        self.useroffset = offset;
+        self.usersize = size;
+        self
     }
 
     /// The minimum number of objects a per-CPU sheaf holds (`kmem_cache_args.sheaf_capacity`).
     /// Prefilling up to this many objects takes the fast path; the kernel may round it up.
+    ///
+    /// [`KmemCache::new`] refuses a capacity above [`MAX_SHEAF_OBJECTS`] with `E2BIG`.
     pub const fn sheaf_capacity(mut self, capacity: u32) -> Self {
         self.sheaf_capacity = capacity;
         self
@@ -120,10 +174,13 @@ impl Default for CacheOptions {
 ///
 /// # Invariants
 ///
-/// `raw` is a cache created for objects of `size_of::<T>()` bytes aligned to at least
-/// `align_of::<T>()`.
+/// - `raw` is a cache created for objects of `size_of::<T>()` bytes aligned to at least
+///   `align_of::<T>()`.
+/// - Its usercopy region is `useroffset..useroffset + usersize`, within `size_of::<T>()`.
 pub struct KmemCache<T> {
     raw: RawCache,
+    useroffset: usize,
+    usersize: usize,
     _t: PhantomData<T>,
 }
 
@@ -160,8 +217,9 @@ impl<T> KmemCache<T> {
     /// Creates a cache named `name` (shown in `/proc/slabinfo`) for objects of type `T`.
     ///
     /// Fails with `EINVAL` for a zero-sized `T` or one too large for a slab (the kernel's limit
-    /// for a slab object is `KMALLOC_MAX_SIZE`), and with `ENOMEM` when the kernel cannot
-    /// create the cache.
+    /// for a slab object is `KMALLOC_MAX_SIZE`) and for a usercopy region that does not lie
+    /// within `T`, `E2BIG` for a sheaf capacity above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` when
+    /// the kernel cannot create the cache.
     ///
     /// # Context
     ///
@@ -171,10 +229,21 @@ impl<T> KmemCache<T> {
         if size == 0 || size > crate::rslab::layout::KMALLOC_MAX_SIZE {
             return Err(EINVAL);
         }
+        if options.sheaf_capacity as usize > MAX_SHEAF_OBJECTS {
+            return Err(E2BIG);
+        }
+        let (useroffset, usersize) = (options.useroffset, options.usersize);
+        if useroffset
+            .checked_add(usersize)
+            .is_none_or(|end| end > size)
+        {
+            return Err(EINVAL);
+        }
         let mut args = bindings::kmem_cache_args {
             align: mem::align_of::<T>() as u32,
-            useroffset: 0,
-            usersize: 0,
+            // Both are at most `size`, which is at most `KMALLOC_MAX_SIZE`.
+            useroffset: useroffset as u32,
+            usersize: usersize as u32,
             freeptr_offset: 0,
             use_freeptr_offset: false,
             ctor: None,
@@ -190,12 +259,20 @@ impl<T> KmemCache<T> {
                 options.flags.0 as bindings::slab_flags_t,
             )
         };
-        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()` and
-        // is owned by the new `RawCache`.
+        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()`, with
+        // the usercopy region checked above, and is owned by the new `RawCache`.
         Ok(Self {
             raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?),
+            useroffset,
+            usersize,
             _t: PhantomData,
         })
+    }
+
+    /// The bytes of each object that may be copied to or from user space (see
+    /// [`CacheOptions::usercopy`]); empty when there is no region.
+    pub fn usercopy_region(&self) -> Range<usize> {
+        self.useroffset..self.useroffset + self.usersize
     }
 
     /// The raw cache pointer, for calls the wrappers do not cover.
@@ -205,11 +282,14 @@ impl<T> KmemCache<T> {
 
     /// Allocates an object and moves `value` into it.
     ///
+    /// Fails with [`AllocError`] when the slab has no memory, or when `flags` has a bit the slab
+    /// allocator does not accept (see [`gfp::slab`]).
+    ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
     pub fn alloc(&self, value: T, flags: Flags) -> Result<SlabBox<'_, T>, AllocError> {
-        let slot = self.alloc_uninit(flags)?;
+        let slot = self.alloc_uninit(gfp::slab(flags)?)?;
         // SAFETY: `slot` is valid for writes of a `T` and properly aligned.
         unsafe { slot.as_ptr().write(value) };
         // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
@@ -218,6 +298,9 @@ impl<T> KmemCache<T> {
 
     /// Allocates an object and initialises it in place with `init`. On error nothing leaks.
     ///
+    /// Fails with `EINVAL` when `flags` has a bit the slab allocator does not accept (see
+    /// [`gfp::slab`]), `ENOMEM` without memory, and with the initialiser's error.
+    ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
@@ -225,7 +308,7 @@ impl<T> KmemCache<T> {
     where
         Error: From<E>,
     {
-        let slot = self.alloc_uninit(flags)?;
+        let slot = self.alloc_uninit(gfp::slab(flags).map_err(|_| EINVAL)?)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, and not used again if
         // the initialiser fails.
         match unsafe { init.__init(slot.as_ptr()) } {
@@ -240,7 +323,7 @@ impl<T> KmemCache<T> {
     }
 
     /// Allocates an object, initialises it in place with the pinned initialiser `init`, and
-    /// returns it pinned. On error nothing leaks.
+    /// returns it pinned. On error nothing leaks; the errors are those of [`Self::init`].
     ///
     /// # Context
     ///
@@ -249,7 +332,7 @@ impl<T> KmemCache<T> {
     where
         Error: From<E>,
     {
-        let slot = self.alloc_uninit(flags)?;
+        let slot = self.alloc_uninit(gfp::slab(flags).map_err(|_| EINVAL)?)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, never moves (it is a
         // slab object until it is freed), and is not used again if the initialiser fails.
         match unsafe { crate::rslab::pin_init_slot(slot.as_ptr(), init) } {
@@ -263,9 +346,11 @@ impl<T> KmemCache<T> {
         }
     }
 
-    fn alloc_uninit(&self, flags: Flags) -> Result<NonNull<T>, AllocError> {
+    /// Allocates an uninitialised object with `gfp`, raw flags checked by [`gfp::slab`].
+    #[inline]
+    fn alloc_uninit(&self, gfp: u32) -> Result<NonNull<T>, AllocError> {
         // SAFETY: By the type invariant `self.ptr` is a live cache.
-        let p = unsafe { bindings::kmem_cache_alloc_noprof(self.as_raw(), gfp::raw(flags)) };
+        let p = unsafe { bindings::kmem_cache_alloc_noprof(self.as_raw(), gfp) };
         NonNull::new(p.cast()).ok_or(AllocError)
     }
 
@@ -322,6 +407,73 @@ impl<'c, T> SlabBox<'c, T> {
         this.cache
     }
 
+    /// Returns bytes `offset..offset + len` of the object, if they lie within the cache's
+    /// usercopy region.
+    fn user_bytes(this: &Self, offset: usize, len: usize) -> Result<NonNull<[u8]>>
+    where
+        T: AsBytes,
+    {
+        let region = this.cache.usercopy_region();
+        match offset.checked_add(len) {
+            Some(end) if offset >= region.start && end <= region.end => {
+                // SAFETY: `offset + len` is within `size_of::<T>()` by `KmemCache`'s invariant,
+                // so the pointer stays inside the object.
+                let start = unsafe { this.ptr.cast::<u8>().add(offset) };
+                Ok(NonNull::slice_from_raw_parts(start, len))
+            }
+            _ => Err(EPERM),
+        }
+    }
+
+    /// Copies bytes `offset..offset + len` of the object to user space through `writer`.
+    ///
+    /// Fails with `EPERM`, copying nothing, when the bytes are not all inside the cache's
+    /// usercopy region ([`CacheOptions::usercopy`]), where hardened usercopy would kill the
+    /// task; with `EFAULT` as [`UserSliceWriter::write_slice`] does.
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep (page faults).
+    pub fn copy_to_user(
+        this: &Self,
+        writer: &mut UserSliceWriter,
+        offset: usize,
+        len: usize,
+    ) -> Result
+    where
+        T: AsBytes,
+    {
+        let bytes = Self::user_bytes(this, offset, len)?;
+        // SAFETY: `T: AsBytes`, so every byte of the object is initialised; `bytes` lies within
+        // the object, which `this` borrows for the duration of the call.
+        writer.write_slice(unsafe { bytes.as_ref() })
+    }
+
+    /// Copies `len` bytes from user space through `reader` into bytes `offset..offset + len`
+    /// of the object.
+    ///
+    /// Fails with `EPERM`, changing nothing, when the bytes are not all inside the cache's
+    /// usercopy region; with `EFAULT` as [`UserSliceReader::read_slice`] does (the object may
+    /// then hold part of the data).
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep (page faults).
+    pub fn copy_from_user(
+        this: &mut Self,
+        reader: &mut UserSliceReader,
+        offset: usize,
+        len: usize,
+    ) -> Result
+    where
+        T: AsBytes + FromBytes,
+    {
+        let mut bytes = Self::user_bytes(this, offset, len)?;
+        // SAFETY: `T: AsBytes`, so the bytes are initialised, and `T: FromBytes`, so any bytes
+        // written keep the object a valid `T`; `this` is borrowed mutably for the call.
+        reader.read_slice(unsafe { bytes.as_mut() })
+    }
+
     /// Moves the value out and frees the object.
     pub fn into_inner(this: Self) -> T {
         let this = mem::ManuallyDrop::new(this);
@@ -364,7 +516,11 @@ mod tests {
     use super::*;
     use crate::rslab::check;
     use core::cell::Cell;
-    use kernel::sync::atomic::{Atomic, Relaxed};
+    use kernel::{
+        ffi::c_ulong,
+        sync::atomic::{Atomic, Relaxed},
+        uaccess::{UserPtr, UserSlice},
+    };
 
     struct Counted<'a> {
         drops: &'a Cell<usize>,
@@ -471,6 +627,182 @@ mod tests {
             ),
             "8 MiB type accepted"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn sheaf_capacity_beyond_a_sheaf_is_refused() -> Result {
+        // 1 << 20 objects would need an 8 MiB pointer array: the page allocator would warn
+        // before failing. rslab refuses it before the kernel sees it.
+        for capacity in [1 << 20, MAX_SHEAF_OBJECTS as u32 + 1, u32::MAX] {
+            check!(
+                matches!(
+                    KmemCache::<u64>::new(
+                        c"rslab_test_capacity",
+                        CacheOptions::new().sheaf_capacity(capacity)
+                    ),
+                    Err(e) if e == E2BIG
+                ),
+                "sheaf capacity {} accepted",
+                capacity
+            );
+        }
+        let c = KmemCache::<u64>::new(
+            c"rslab_test_capacity",
+            CacheOptions::new().sheaf_capacity(1024),
+        )?;
+        check!(*c.alloc(5, GFP_KERNEL)? == 5, "cache with capacity 1024");
+        Ok(())
+    }
+
+    #[test]
+    fn flags_the_slab_rejects_are_errors() -> Result {
+        // A fresh cache: its first allocation needs a new slab, where the kernel would warn
+        // "Unexpected gfp" for these flags.
+        let c = KmemCache::<[u64; 3]>::new(c"rslab_test_gfp", CacheOptions::new())?;
+        for flags in [
+            GFP_KERNEL | __GFP_HIGHMEM,
+            GFP_ATOMIC | __GFP_HIGHMEM,
+            !GFP_KERNEL,
+        ] {
+            check!(c.alloc([1; 3], flags).is_err(), "alloc accepted bad flags");
+            check!(
+                matches!(c.init(pin_init::init_zeroed(), flags), Err(e) if e == EINVAL),
+                "init accepted bad flags"
+            );
+            check!(
+                matches!(c.pin_init(pin_init::init_zeroed(), flags), Err(e) if e == EINVAL),
+                "pin_init accepted bad flags"
+            );
+        }
+        check!(
+            c.alloc([2; 3], GFP_KERNEL)?[2] == 2,
+            "good flags after bad ones"
+        );
+        Ok(())
+    }
+
+    // From include/uapi/asm-generic/mman-common.h (x86_64 and arm64 use these values); the
+    // bindings do not carry them.
+    const PROT_READ: c_ulong = 0x1;
+    const PROT_WRITE: c_ulong = 0x2;
+    const MAP_PRIVATE: c_ulong = 0x02;
+    const MAP_ANONYMOUS: c_ulong = 0x20;
+
+    /// One page of user memory for the running test: `kunit_vm_mmap()` gives the test's
+    /// kthread an address space with an anonymous mapping, removed when the test ends.
+    fn user_page() -> Result<usize> {
+        // SAFETY: Always safe to call; NULL outside a test.
+        let test = unsafe { bindings::kunit_get_current_test() };
+        check!(!test.is_null(), "not running in a KUnit test");
+        // SAFETY: `test` is the running test; the arguments ask for a fresh anonymous page.
+        let addr = unsafe {
+            bindings::kunit_vm_mmap(
+                test,
+                core::ptr::null_mut(),
+                0,
+                kernel::page::PAGE_SIZE as c_ulong,
+                PROT_READ | PROT_WRITE,
+                MAP_ANONYMOUS | MAP_PRIVATE,
+                0,
+            )
+        } as usize;
+        // Zero, or an error code (the last page of the address space), when it failed.
+        check!(
+            addr != 0 && addr < usize::MAX - 4095,
+            "kunit_vm_mmap: {:#x}",
+            addr
+        );
+        Ok(addr)
+    }
+
+    fn user(addr: usize, len: usize) -> UserSlice {
+        UserSlice::new(UserPtr::from_addr(addr), len)
+    }
+
+    #[test]
+    fn usercopy_region_to_and_from_user_space() -> Result {
+        // Bytes 16..48 of each 64-byte object may be copied; hardened usercopy (on in the test
+        // kernel) kills a task that copies any other byte of it.
+        let cache = KmemCache::<[u64; 8]>::new(
+            c"rslab_test_usercopy",
+            CacheOptions::new().usercopy(16, 32),
+        )?;
+        check!(cache.usercopy_region() == (16..48), "region");
+        let page = user_page()?;
+        let a = cache.alloc(
+            core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1)),
+            GFP_KERNEL,
+        )?;
+
+        SlabBox::copy_to_user(&a, &mut user(page, 32).writer(), 16, 32)?;
+        let mut back = [0u8; 32];
+        user(page, 32).reader().read_slice(&mut back)?;
+        check!(
+            back == AsBytes::as_bytes(&*a)[16..48],
+            "bytes copied to user space"
+        );
+
+        let mut b = cache.alloc([0; 8], GFP_KERNEL)?;
+        SlabBox::copy_from_user(&mut b, &mut user(page, 32).reader(), 16, 32)?;
+        check!(b[2..6] == a[2..6], "bytes copied from user space");
+        // A part of the region.
+        SlabBox::copy_from_user(&mut b, &mut user(page, 8).reader(), 40, 8)?;
+        check!(b[5] == a[2], "partial copy");
+
+        // Anything reaching outside the region is refused before the kernel is asked, and
+        // copies nothing either way.
+        let marker = [0x5au8; 64];
+        user(page, 64).writer().write_slice(&marker)?;
+        let before = *b;
+        for (offset, len) in [(0, 8), (8, 16), (40, 16), (48, 8), (0, 64), (usize::MAX, 2)] {
+            check!(
+                matches!(SlabBox::copy_to_user(&a, &mut user(page, 64).writer(), offset, len), Err(e) if e == EPERM),
+                "copy of {}..+{} to user space",
+                offset,
+                len
+            );
+            check!(
+                matches!(SlabBox::copy_from_user(&mut b, &mut user(page, 64).reader(), offset, len), Err(e) if e == EPERM),
+                "copy of {}..+{} from user space",
+                offset,
+                len
+            );
+        }
+        let mut now = [0u8; 64];
+        user(page, 64).reader().read_slice(&mut now)?;
+        check!(
+            now == marker && *b == before,
+            "a refused copy changed something"
+        );
+
+        // A bad user address is EFAULT, as for any copy.
+        check!(
+            matches!(SlabBox::copy_to_user(&a, &mut user(16, 32).writer(), 16, 32), Err(e) if e == EFAULT),
+            "bad user address"
+        );
+
+        // Without a region nothing may be copied.
+        let closed = KmemCache::<[u64; 8]>::new(c"rslab_test_usercopy_none", CacheOptions::new())?;
+        let c = closed.alloc([1; 8], GFP_KERNEL)?;
+        check!(closed.usercopy_region().is_empty(), "default region");
+        check!(
+            matches!(SlabBox::copy_to_user(&c, &mut user(page, 8).writer(), 0, 8), Err(e) if e == EPERM),
+            "copy from a cache without a region"
+        );
+
+        // Regions that do not lie within the object are refused at creation.
+        for (offset, size) in [(60, 8), (0, 65), (64, 1), (usize::MAX, 2)] {
+            check!(
+                matches!(
+                    KmemCache::<[u64; 8]>::new(c"rslab_test_usercopy_bad", CacheOptions::new().usercopy(offset, size)),
+                    Err(e) if e == EINVAL
+                ),
+                "region {}..+{} accepted",
+                offset,
+                size
+            );
+        }
         Ok(())
     }
 

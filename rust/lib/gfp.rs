@@ -11,10 +11,16 @@
 //!
 //! The atoms are found at compile time; the test costs a few dozen bit operations, so it is
 //! meant for slow paths that may sleep anyway (sheaf prefill, refill, return), not for the
-//! allocation fast path, which never needs it.
+//! allocation fast path, which never needs it. The four values nearly every caller passes are
+//! recognised by comparison first, and a constant argument folds to a constant.
+//!
+//! [`slab`] also refuses what the slab allocator would warn about: `__GFP_HIGHMEM`,
+//! `__GFP_DMA32` and bits outside `__GFP_BITS_MASK` (the kernel's `GFP_SLAB_BUG_MASK`). The
+//! kernel fixes such flags up with an "Unexpected gfp ... Fix your code!" warning and a stack
+//! dump; rslab's calls that allocate return an error instead, before the kernel sees them.
 
 use kernel::{
-    alloc::{flags, Flags},
+    alloc::{flags, AllocError, Flags},
     bindings,
 };
 
@@ -45,6 +51,13 @@ const RAW: [u32; N] = [
 
 /// `__GFP_ACCOUNT`, which the bindings do not export on its own.
 pub const GFP_ACCOUNT: u32 = bindings::GFP_KERNEL_ACCOUNT & !bindings::GFP_KERNEL;
+
+/// The flags the slab allocator does not accept: the kernel's `GFP_SLAB_BUG_MASK`
+/// (`__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK`, from `mm/internal.h`), built from the
+/// bit numbers of `include/linux/gfp_types.h`.
+pub const SLAB_BUG_MASK: u32 = (1 << bindings::___GFP_DMA32_BIT)
+    | (1 << bindings::___GFP_HIGHMEM_BIT)
+    | !((1 << bindings::___GFP_LAST_BIT) - 1);
 
 /// The raw bits of the atom selected by `signs` (bit `i` set: inside generator `i`).
 const fn atom_raw(signs: u32) -> u32 {
@@ -82,9 +95,14 @@ const ATOMS: ([u32; 33], usize) = {
 /// # Examples
 ///
 /// ```
+/// use kernel::bindings;
 /// use rslab::gfp;
 ///
-/// assert_eq!(gfp::raw(GFP_KERNEL | __GFP_ZERO), bindings::GFP_KERNEL | bindings::__GFP_ZERO);
+/// assert_eq!(gfp::raw(GFP_KERNEL), bindings::GFP_KERNEL);
+/// assert_eq!(
+///     gfp::raw(GFP_KERNEL | __GFP_ZERO),
+///     bindings::GFP_KERNEL | bindings::__GFP_ZERO
+/// );
 /// ```
 #[inline]
 pub fn raw(flags: Flags) -> u32 {
@@ -115,6 +133,30 @@ fn raw_slow(gens: &[Flags; N], flags: Flags) -> u32 {
         }
     }
     bits
+}
+
+/// Returns the raw `gfp_t` bits of `flags` for a slab allocation, or [`AllocError`] if they
+/// have a bit of [`SLAB_BUG_MASK`], which the slab allocator would warn about.
+///
+/// Every rslab call that allocates from a slab (the kmalloc backend, caches, sheaves) checks
+/// its flags with this function; with constant flags the check folds away.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::bindings;
+/// use rslab::gfp;
+///
+/// assert_eq!(gfp::slab(GFP_NOWAIT), Ok(bindings::GFP_NOWAIT));
+/// assert!(gfp::slab(GFP_KERNEL | __GFP_HIGHMEM).is_err());
+/// ```
+#[inline]
+pub fn slab(flags: Flags) -> Result<u32, AllocError> {
+    let raw = raw(flags);
+    if raw & SLAB_BUG_MASK != 0 {
+        return Err(AllocError);
+    }
+    Ok(raw)
 }
 
 /// An empty `Flags` value, built from public constants.
@@ -148,5 +190,36 @@ mod tests {
         assert_eq!(raw(!empty()), u32::MAX);
         assert_eq!(raw(!flags::GFP_KERNEL), !bindings::GFP_KERNEL);
         assert_eq!(GFP_ACCOUNT.count_ones(), 1);
+    }
+
+    #[test]
+    fn flags_the_slab_rejects_are_refused() {
+        use flags::*;
+        for ok in [
+            GFP_KERNEL,
+            GFP_ATOMIC,
+            GFP_NOWAIT,
+            GFP_KERNEL_ACCOUNT,
+            GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN,
+        ] {
+            assert_eq!(slab(ok), Ok(raw(ok)));
+        }
+        assert_eq!(
+            SLAB_BUG_MASK & bindings::__GFP_HIGHMEM,
+            bindings::__GFP_HIGHMEM
+        );
+        assert_eq!(
+            SLAB_BUG_MASK & (bindings::GFP_KERNEL | bindings::GFP_ATOMIC),
+            0
+        );
+        for bad in [
+            GFP_KERNEL | __GFP_HIGHMEM,
+            GFP_ATOMIC | __GFP_HIGHMEM,
+            // Every bit but GFP_KERNEL's: __GFP_DMA32 and bits beyond __GFP_BITS_MASK.
+            !GFP_KERNEL,
+            !empty(),
+        ] {
+            assert!(slab(bad).is_err());
+        }
     }
 }

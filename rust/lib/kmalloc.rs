@@ -8,6 +8,10 @@
 //! `KMALLOC_MAX_SIZE`) fail with [`AllocError`] before the allocator is called, so they never
 //! trigger the page allocator's warning.
 //!
+//! Flags the slab allocator does not accept (`__GFP_HIGHMEM` and the rest of
+//! [`SLAB_BUG_MASK`](crate::rslab::gfp::SLAB_BUG_MASK)) fail with [`AllocError`] too, where the
+//! kernel would warn "Unexpected gfp ... Fix your code!" with a stack dump.
+//!
 //! The final call is delegated to the kernel crate's own [`kernel::alloc::allocator::Kmalloc`]
 //! with a layout whose size is already a multiple of its alignment, so its own padding is a
 //! no-op. That keeps every GFP flag and NUMA node working exactly as in the kernel crate
@@ -22,7 +26,7 @@
 //! struct Line([u8; 96]);
 //!
 //! let b = RsBox::new(Line([0; 96]), GFP_KERNEL)?;
-//! assert_eq!(b.as_ref() as *const Line as usize % 32, 0);
+//! assert_eq!((&raw const *b) as usize % 32, 0);
 //!
 //! let mut v = RsVec::new();
 //! v.push(1u32, GFP_KERNEL)?;
@@ -31,7 +35,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::layout::kmalloc_size;
+use crate::rslab::{gfp, layout::kmalloc_size};
 use core::{alloc::Layout, ptr::NonNull};
 use kernel::{
     alloc::{allocator, AllocError, Allocator, Box, Flags, NumaNode, Vec},
@@ -81,6 +85,8 @@ unsafe impl Allocator for Kmalloc {
         nid: NumaNode,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let request = Self::request_layout(layout)?;
+        // With constant flags this folds away.
+        gfp::slab(flags)?;
         // SAFETY: The caller upholds `Allocator::realloc`'s requirements for `ptr` and
         // `old_layout`; every allocation of this allocator is an `allocator::Kmalloc` allocation
         // whose size is non-zero exactly when `old_layout`'s is, so they hold for
@@ -358,6 +364,15 @@ mod tests {
             Kmalloc::request_layout(layout).is_err(),
             "oversize layout accepted"
         );
+
+        // Flags the slab allocator rejects: an error, not "Unexpected gfp ... Fix your code!".
+        for flags in [GFP_KERNEL | __GFP_HIGHMEM, !GFP_KERNEL] {
+            check!(RsBox::new([1u8; 100], flags).is_err(), "bad flags accepted");
+            check!(
+                RsVec::<u8>::with_capacity(5000, flags).is_err(),
+                "bad flags accepted for a page-allocator size"
+            );
+        }
 
         // Zero size: a dangling pointer aligned to the layout.
         let layout = Layout::from_size_align(0, 256).map_err(|_| EINVAL)?;

@@ -10,8 +10,9 @@
 //! - [`stats`]: an opt-in wrapper of that allocator that counts where the bytes go.
 //! - [`cache`]: typed slab caches, [`cache::KmemCache<T>`], whose objects borrow the cache.
 //! - [`static_cache`]: module-lifetime caches and `Box` allocators over them.
-//! - `sheaf` (only when the kernel exports the sheaf API, `cfg(rslab_sheaf)`): prefilled
-//!   sheaves for allocations that cannot fail under a lock.
+//! - [`sheaf`]: prefilled sheaves for allocations that cannot fail under a lock, when the kernel
+//!   exports the sheaf API (`cfg(rslab_sheaf)`, set by `scripts/sheaf.mk`); otherwise a stub
+//!   whose use is a compile error that says so.
 //! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
 //!
 //! An out-of-tree module cannot link against another module's Rust crate, so drivers include
@@ -24,6 +25,9 @@ pub mod gfp;
 pub mod kmalloc;
 pub mod layout;
 #[cfg(rslab_sheaf)]
+pub mod sheaf;
+#[cfg(not(rslab_sheaf))]
+#[path = "nosheaf.rs"]
 pub mod sheaf;
 pub mod static_cache;
 pub mod stats;
@@ -39,8 +43,17 @@ pub const HAVE_SHEAVES: bool = cfg!(rslab_sheaf);
 ///
 /// # Examples
 ///
-/// ```ignore
-/// let ops = rslab::param(&crate::module_parameters::model_ops);
+/// `no_run`: a parameter exists only in the module that declares it, so this example only
+/// defines a function.
+///
+/// ```no_run
+/// use kernel::module_param::ModuleParamAccess;
+///
+/// // In a module declared with `params: { batch: u64 { ... } }`, pass
+/// // `&module_parameters::batch`.
+/// fn batch(p: &ModuleParamAccess<u64>) -> u64 {
+///     rslab::param(p)
+/// }
 /// ```
 #[inline]
 pub fn param<T: Copy>(p: &kernel::module_param::ModuleParamAccess<T>) -> T {

@@ -19,18 +19,31 @@
 //! the lock, use under it. Objects taken from a sheaf belong to the cache, not to the sheaf, so
 //! they may outlive it.
 //!
+//! This module exists when the driver's Kbuild includes rslab's `scripts/sheaf.mk` and the
+//! kernel exports the five slab sheaf functions (stock 7.x kernels need
+//! `tools/testing/patches/0001-mm-slub-export-the-slab-sheaf-API-to-modules.patch`; built into
+//! the kernel, nothing is needed). Otherwise a stub stands in, and using it is a compile error
+//! that says so.
+//!
 //! # Examples
 //!
 //! ```
-//! use kernel::{new_spinlock, sync::SpinLock};
-//! use rslab::cache::{CacheOptions, KmemCache, SlabBox};
+//! use core::pin::Pin;
+//! use kernel::{alloc::KBox, new_spinlock, sync::SpinLock};
+//! use rslab::{
+//!     cache::{CacheOptions, KmemCache, SlabBox},
+//!     sheaf::{Sheaf, Slot},
+//! };
+//!
+//! /// Two places for objects of the cache, behind a spinlock.
+//! type Slots<'c> = SpinLock<[Option<SlabBox<'c, u64>>; 2]>;
 //!
 //! let cache = KmemCache::<u64>::new(c"rslab_doc_sheaf", CacheOptions::new())?;
-//! let slots = KBox::pin_init(new_spinlock!([None, None]), GFP_KERNEL)?;
+//! let slots: Pin<KBox<Slots<'_>>> = KBox::pin_init(new_spinlock!([None, None]), GFP_KERNEL)?;
 //!
 //! // Outside the lock: may sleep, may fail.
-//! let sheaf = cache.prefill(2, GFP_KERNEL)?;
-//! let [a, b] = sheaf.claim_array::<2>()?;
+//! let sheaf: Sheaf<'_, u64> = cache.prefill(2, GFP_KERNEL)?;
+//! let [a, b]: [Slot<'_, '_, u64>; 2] = sheaf.claim_array()?;
 //! {
 //!     let mut guard = slots.lock();
 //!     // Inside: no failure path, no sleeping.
@@ -52,9 +65,7 @@ use kernel::{
     prelude::*,
 };
 
-/// The largest sheaf rslab asks for: its array of object pointers must fit one kmalloc object.
-pub const MAX_SHEAF_OBJECTS: usize =
-    (crate::rslab::layout::KMALLOC_MAX_SIZE - 64) / mem::size_of::<*mut u8>();
+pub use crate::rslab::cache::MAX_SHEAF_OBJECTS;
 
 fn sheaf_count(count: usize) -> Result<u32> {
     if count == 0 {
@@ -71,17 +82,18 @@ impl<T> KmemCache<T> {
     /// Returns a sheaf holding at least `count` objects of this cache.
     ///
     /// Counts above the cache's sheaf capacity get an "oversize" sheaf of their own. Fails
-    /// with `EINVAL` for a count of zero, `E2BIG` above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if
-    /// the objects cannot be allocated (nothing is leaked then).
+    /// with `EINVAL` for a count of zero or for `flags` the slab allocator does not accept (see
+    /// [`gfp::slab`]), `E2BIG` above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the objects cannot
+    /// be allocated (nothing is leaked then).
     ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
     pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
         let count = sheaf_count(count)?;
+        let gfp = gfp::slab(flags).map_err(|_| EINVAL)?;
         // SAFETY: By `KmemCache`'s invariant the cache is live.
-        let raw =
-            unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp::raw(flags), count) };
+        let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp, count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
         // owned by the caller, none of them claimed. It may hold more (a regular prefill fills
         // the sheaf to the cache's capacity): `synced` is false, so `claim` looks them up when
@@ -205,7 +217,8 @@ impl<'c, T> Sheaf<'c, T> {
     /// objects available.
     ///
     /// On failure (`ENOMEM`) the sheaf stays valid and keeps what it had, possibly with a few
-    /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with `E2BIG`.
+    /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with
+    /// `E2BIG`, and `flags` the slab allocator does not accept fail with `EINVAL`.
     ///
     /// # Context
     ///
@@ -215,12 +228,12 @@ impl<'c, T> Sheaf<'c, T> {
             return Ok(());
         }
         let count = sheaf_count(count)?;
+        let gfp = gfp::slab(flags).map_err(|_| EINVAL)?;
         let mut raw = self.raw.as_ptr();
         // SAFETY: `raw` is a live sheaf of the cache; `&mut self` means no slot is alive, so
         // the kernel may replace the sheaf. On failure it leaves `raw` unchanged.
-        let ret = unsafe {
-            bindings::kmem_cache_refill_sheaf(self.cache.as_raw(), gfp::raw(flags), &mut raw, count)
-        };
+        let ret =
+            unsafe { bindings::kmem_cache_refill_sheaf(self.cache.as_raw(), gfp, &mut raw, count) };
         // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive. After
         // a success it holds at least `count` objects; after a failure at least what it had.
         // Either way `synced` is false, so the rest is looked up when needed.
@@ -235,7 +248,8 @@ impl<'c, T> Sheaf<'c, T> {
     }
 
     /// Returns the sheaf and its unused objects to the cache, refilling it for reuse with
-    /// `flags` if the kernel wants to keep it.
+    /// `flags` if the kernel wants to keep it. Bits of `flags` the slab allocator does not
+    /// accept ([`gfp::SLAB_BUG_MASK`]) are left out: returning cannot fail.
     ///
     /// # Context
     ///
@@ -246,7 +260,7 @@ impl<'c, T> Sheaf<'c, T> {
         unsafe {
             bindings::kmem_cache_return_sheaf(
                 this.cache.as_raw(),
-                gfp::raw(flags),
+                gfp::raw(flags) & !gfp::SLAB_BUG_MASK,
                 this.raw.as_ptr(),
             )
         };
@@ -530,6 +544,69 @@ mod tests {
         );
         let more = use_under_lock(&s, cap + 50)?;
         drop((used, more));
+        Ok(())
+    }
+
+    #[test]
+    fn the_sheaf_header_fits_its_allowance() -> Result {
+        // A debug cache has no per-CPU sheaves, so a prefill of `n` objects allocates a sheaf of
+        // exactly `struct_size(sheaf, objects, n)` bytes with kmalloc. Its kmalloc bucket, for
+        // `n` from 1 to 64, pins the header's size down: the smallest `ksize - n * pointer`.
+        let c = KmemCache::<u64>::new(
+            c"rslab_test_sheaf_header",
+            CacheOptions::new().flags(CacheFlags::DEBUG | CacheFlags::NO_MERGE),
+        )?;
+        let ptr = mem::size_of::<*mut u8>();
+        let mut used = [0usize; 64];
+        for (i, u) in used.iter_mut().enumerate() {
+            let s = c.prefill(i + 1, GFP_KERNEL)?;
+            // SAFETY: An oversize sheaf is a live kmalloc object until it is returned below.
+            *u = unsafe { crate::rslab::buckets::ksize(s.raw.cast()) };
+        }
+        let header = used
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| u - (i + 1) * ptr)
+            .min()
+            .ok_or(EINVAL)?;
+        for (i, &u) in used.iter().enumerate() {
+            check!(
+                u == crate::rslab::buckets::roundup(header + (i + 1) * ptr),
+                "sheaf of {} objects in {} bytes: header is not {}",
+                i + 1,
+                u,
+                header
+            );
+        }
+        pr_info!("rslab_sheaf: sheaf header {} bytes\n", header);
+        check!(
+            header > 0 && header <= crate::rslab::cache::SHEAF_HEADER_MAX,
+            "sheaf header of {} bytes",
+            header
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn flags_the_slab_rejects_are_errors() -> Result {
+        let c = cache(c"rslab_test_sheaf_gfp")?;
+        let bad = GFP_KERNEL | __GFP_HIGHMEM;
+        check!(
+            matches!(c.prefill(4, bad), Err(e) if e == EINVAL),
+            "prefill accepted __GFP_HIGHMEM"
+        );
+        let mut s = c.prefill(4, GFP_KERNEL)?;
+        check!(
+            matches!(s.refill(500, bad), Err(e) if e == EINVAL),
+            "refill accepted __GFP_HIGHMEM"
+        );
+        check!(s.available() >= 4, "failed refill changed the sheaf");
+        let a = use_under_lock(&s, 4)?;
+        // Returning cannot fail: the bad bits are left out.
+        s.return_with(bad);
+        let big = c.prefill(500, GFP_KERNEL)?;
+        big.return_with(!GFP_KERNEL);
+        drop(a);
         Ok(())
     }
 

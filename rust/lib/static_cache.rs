@@ -15,19 +15,29 @@
 //!
 //! # Examples
 //!
-//! ```ignore
+//! ```
+//! use kernel::alloc::Box;
+//! use rslab::cache::CacheOptions;
+//!
 //! struct Node {
 //!     key: u64,
 //! }
 //!
-//! rslab::static_cache_allocator!(NodeAlloc, NODE_CACHE: Node);
+//! // `#[macro_export]` puts the macro at the root of the crate that mounts the library.
+//! crate::static_cache_allocator!(
+//!     /// Allocates `Node`s from `NODE_CACHE`.
+//!     pub NodeAlloc, NODE_CACHE: Node
+//! );
 //!
 //! // Module init:
-//! NODE_CACHE.init(c"my_nodes", CacheOptions::new())?;
+//! NODE_CACHE.init(c"rslab_doc_nodes", CacheOptions::new())?;
 //! let n = Box::<Node, NodeAlloc>::new(Node { key: 1 }, GFP_KERNEL)?;
+//! assert_eq!(n.key, 1);
+//! drop(n);
 //! // Module exit, after every `Node` box is gone:
-//! // SAFETY: The module's data, which owns every `Node`, was dropped.
+//! // SAFETY: Every `Node` was dropped, and nothing else uses `NODE_CACHE`.
 //! unsafe { NODE_CACHE.destroy() };
+//! # Ok::<(), Error>(())
 //! ```
 
 use crate::rslab::{
@@ -167,10 +177,9 @@ impl<T> StaticCache<T> {
                 .find(|&i| NumaNode::new(i).ok() == Some(nid))
                 .ok_or(AllocError)?
         };
+        let gfp = gfp::slab(flags)?;
         // SAFETY: `cache` is a live cache.
-        let p = unsafe {
-            bindings::kmem_cache_alloc_node_noprof(cache.as_raw(), gfp::raw(flags), node)
-        };
+        let p = unsafe { bindings::kmem_cache_alloc_node_noprof(cache.as_raw(), gfp, node) };
         let p = NonNull::new(p.cast::<u8>()).ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }
@@ -189,12 +198,21 @@ impl<T> Default for StaticCache<T> {
 /// [`Allocator`](kernel::alloc::Allocator), so that `Box<Node, NodeAlloc>` allocates from the
 /// cache. The allocator serves `Node`'s layout only; any other layout fails cleanly with
 /// [`AllocError`]. The rslab library must be mounted as `mod rslab` at the crate root.
+///
+/// Both items are documented (the kernel builds with `-Wmissing_docs`); doc comments and
+/// attributes written before the allocator's name are added to the allocator. See the
+/// [module documentation](self) for an example.
 #[macro_export]
 macro_rules! static_cache_allocator {
-    ($vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
+    ($(#[$attr:meta])* $vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
+        #[doc = concat!(
+            "The slab cache behind [`", stringify!($alloc), "`], for `", stringify!($ty),
+            "` objects: created in module init, destroyed in module exit."
+        )]
         $vis static $cache: $crate::rslab::static_cache::StaticCache<$ty> =
             $crate::rslab::static_cache::StaticCache::new();
 
+        $(#[$attr])*
         #[doc = concat!("Allocator over the `", stringify!($cache), "` slab cache.")]
         $vis struct $alloc;
 
@@ -247,6 +265,11 @@ mod tests {
         let r = (|| -> Result {
             let b = Box::<Item, ItemAlloc>::new(Item { a: 5, b: [6; 5] }, GFP_KERNEL)?;
             check!(b.a == 5 && b.b == [6; 5], "contents");
+            check!(
+                Box::<Item, ItemAlloc>::new(Item { a: 0, b: [0; 5] }, GFP_KERNEL | __GFP_HIGHMEM)
+                    .is_err(),
+                "__GFP_HIGHMEM accepted"
+            );
             let z = Box::<Item, ItemAlloc>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
             // SAFETY: Zeroed memory is a valid `Item`.
             let z = unsafe { z.assume_init() };
