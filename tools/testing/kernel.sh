@@ -43,7 +43,9 @@ CACHE_LAYOUT=1
 log() { printf '[kernel] %s\n' "$*" >&2; }
 die() { printf '[kernel] error: %s\n' "$*" >&2; exit 1; }
 
-eval "$("$here/setup.sh" | grep -E '^[A-Z_]+=')"
+# setup.sh prints its own error when it fails; stop there, with that message last.
+setup_env=$("$here/setup.sh") || exit 1
+eval "$(grep -E '^[A-Z_]+=' <<< "$setup_env")"
 CACHE=${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}
 LLVM=${LLVM:--19}
 JOBS=${JOBS:-$(($(nproc) + 1))}
