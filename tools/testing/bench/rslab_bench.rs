@@ -378,8 +378,16 @@ impl fmt::Debug for Results {
         writeln!(f, "{{")?;
         writeln!(f, "  \"unit\": \"ps/op\",")?;
         writeln!(f, "  \"sheaf_api\": {},", rslab::HAVE_SHEAVES)?;
-        writeln!(f, "  \"rounds\": {},", rslab::param(&module_parameters::rounds))?;
-        writeln!(f, "  \"warmup\": {},", rslab::param(&module_parameters::warmup))?;
+        writeln!(
+            f,
+            "  \"rounds\": {},",
+            rslab::param(&module_parameters::rounds)
+        )?;
+        writeln!(
+            f,
+            "  \"warmup\": {},",
+            rslab::param(&module_parameters::warmup)
+        )?;
         writeln!(f, "  \"results\": [")?;
         for (i, r) in self.figures.iter().enumerate() {
             writeln!(
