@@ -45,6 +45,16 @@ OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 log() { printf '[rslab] %s\n' "$*" >&2; }
 die() { printf '[rslab] error: %s\n' "$*" >&2; exit 1; }
 
+# import_env PATTERN COMMAND...: runs a helper whose output ends in KEY=value lines and imports
+# those matching PATTERN. A helper that fails has printed its own error: stop right there, so
+# that its message stays the last line.
+import_env() {
+	local pattern=$1 out
+	shift
+	out=$("$@") || exit 1
+	eval "$(grep -E "$pattern" <<< "$out")"
+}
+
 # Resolve the kernel to build against and the tools to run it.
 kernel_env() {
 	if [ -n "${KDIR:-}" ]; then
@@ -57,13 +67,13 @@ kernel_env() {
 		KSRC=$KDIR
 		[ -e "$KDIR/source" ] && KSRC=$(cd "$KDIR/source" && pwd)
 		if [ "$cmd" = run ] || [ "$cmd" = check ] || [ "$cmd" = bench ]; then
-			eval "$("$here/setup.sh" | grep -E '^VENV=')"
+			import_env '^VENV=' "$here/setup.sh"
 		fi
 	else
 		local flags=()
 		[ "${NOPATCH:-0}" = 1 ] && flags+=(--no-patches)
 		[ "$cmd" = check-debug ] && flags+=(--flavour debug)
-		eval "$("$here/kernel.sh" ${flags[@]+"${flags[@]}"} | grep -E '^[A-Z_]+=')"
+		import_env '^[A-Z_]+=' "$here/kernel.sh" ${flags[@]+"${flags[@]}"}
 		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC" BINDGEN="$BINDGEN" LIBCLANG_PATH="$LIBCLANG_PATH")
 	fi
 	# x86_64 module builds leave ARCH to kbuild, as the kernel build did.
@@ -74,19 +84,36 @@ kernel_env() {
 	esac
 }
 
-RUST_ROOTS=("$root/rust/rslab.rs" "$root"/samples/*.rs)
+RUST_ROOTS=("$root/rust/rslab.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
+	"$root/tools/testing/bench/rslab_bench.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs")
 
+# build_modules [doctests] [MAKE ARGS...]: builds the modules; with "doctests" also the
+# library's documentation examples as KUnit cases (rslab_doctests.ko), generated from the
+# first build's rustc command line and built in a second pass.
 build_modules() {
+	local doctests=0
+	if [ "${1:-}" = doctests ]; then
+		doctests=1
+		shift
+	fi
+	# Never build examples generated from older sources.
+	rm -f "$root/rust/rslab_doctests_generated.rs"
 	log "building modules against $KDIR (LLVM=$LLVM)"
 	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
-		-j"$(nproc)" modules >&2 || die "module build failed"
+		-j"$(nproc)" "$@" modules >&2 || die "module build failed"
+	if [ $doctests = 1 ]; then
+		python3 "$here/doctests.py" "$root" "$KSRC" "$OUT/doctests" ||
+			die "the documentation examples could not be turned into tests"
+		make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
+			-j"$(nproc)" "$@" modules >&2 || die "module build with the doctests failed"
+	fi
 	BENCH_MODULE="$root/tools/testing/bench/rslab_bench.ko"
 	# Exactly what this build produced (a sample compiled out for this kernel may have a
 	# stale .ko from an earlier build against another kernel).
 	MODULES=("$root/rust/rslab.ko")
 	while read -r m; do
 		case $m in
-		samples/*) MODULES+=("$root/${m%.o}.ko") ;;
+		samples/* | rust/rslab_doctests.o) MODULES+=("$root/${m%.o}.ko") ;;
 		esac
 	done < "$root/modules.order"
 }
@@ -95,7 +122,7 @@ runner() {
 	local arch=()
 	if [ "$ARCH" = arm64 ]; then
 		[ -n "${IMAGE:-}" ] || IMAGE=$KDIR/arch/arm64/boot/Image
-		[ -n "${BUSYBOX:-}" ] || eval "$("$here/setup.sh" | grep -E '^BUSYBOX=')"
+		[ -n "${BUSYBOX:-}" ] || import_env '^BUSYBOX=' "$here/setup.sh"
 		arch=(--arch arm64 --image "$IMAGE" --busybox "$BUSYBOX")
 	fi
 	# vng runs virtme-run and friends from its own venv.
@@ -119,7 +146,7 @@ run)
 	;;
 check)
 	kernel_env
-	build_modules
+	build_modules doctests
 	rm -f "$OUT"/check*/totals
 	rc=0
 	if [ "$ARCH" = arm64 ]; then
@@ -167,7 +194,7 @@ bench)
 check-debug)
 	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-debug builds the x86_64 debug kernel only"
 	kernel_env
-	build_modules
+	build_modules doctests
 	rm -f "$OUT"/check-debug/totals
 	# KASAN, lockdep and slab_debug together make TCG several times slower.
 	runner --mode check --out "$OUT/check-debug" --append slab_debug --timeout 2400 \
@@ -189,16 +216,31 @@ fmt | fmtcheck)
 	;;
 clippy)
 	kernel_env
-	log "clippy: building against $KDIR with CLIPPY=1"
-	# Rebuild every Rust object so that clippy sees all of them.
-	find "$root/rust" "$root/samples" -name '*.o' -delete
-	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} CLIPPY=1 \
-		-j"$(nproc)" modules > "$OUT/clippy.log" 2>&1 || { cat "$OUT/clippy.log" >&2; die "clippy build failed"; }
+	log "clippy: building against $KDIR with CLIPPY=1 W=e (every warning is an error)"
+	# Rebuild every Rust object, the doctests module's too, so that clippy sees all of them.
+	find "$root/rust" "$root/samples" "$root/tools/testing/bench" -name '*.o' -delete
+	(build_modules doctests CLIPPY=1 W=e) > "$OUT/clippy.log" 2>&1 ||
+		{ cat "$OUT/clippy.log" >&2; die "clippy/W=e build failed"; }
 	if grep -qE '^(warning|error)' "$OUT/clippy.log"; then
 		grep -E '^(warning|error)' -A 12 "$OUT/clippy.log" >&2
 		die "clippy: warnings (full log: $OUT/clippy.log)"
 	fi
-	log "clippy: no warnings"
+	log "clippy: no warnings with W=e"
+	# Sheaf support is opt-in per driver Kbuild: a driver that forgets scripts/sheaf.mk must
+	# get the library's explanation from the compiler.
+	if [ "${NOPATCH:-0}" != 1 ]; then
+		nosheaf=$root/tools/testing/nosheaf
+		if make -C "$KDIR" M="$nosheaf" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
+			modules > "$OUT/nosheaf.log" 2>&1; then
+			die "a driver without scripts/sheaf.mk built with the sheaf API ($OUT/nosheaf.log)"
+		fi
+		# That error and no other (the stub itself must compile).
+		grep -q 'the rslab sheaf API is compiled out of this build' "$OUT/nosheaf.log" &&
+			grep -q 'scripts/sheaf.mk' "$OUT/nosheaf.log" &&
+			[ "$(grep -c '^error\[E' "$OUT/nosheaf.log")" = 1 ] ||
+			{ cat "$OUT/nosheaf.log" >&2; die "no explanation for the missing sheaf API"; }
+		log "a driver without scripts/sheaf.mk is told why: $(grep -m1 -o 'error\[E[0-9]*\]: the rslab sheaf API[^`]*' "$OUT/nosheaf.log")"
+	fi
 	;;
 checkpatch)
 	kernel_env
@@ -220,7 +262,7 @@ rustdoc)
 	python3 "$here/rustdoc.py" "$root" "$OUT/rustdoc" || die "rustdoc: problems found"
 	;;
 htmldocs)
-	eval "$("$here/setup.sh" | grep -E '^VENV=')"
+	import_env '^VENV=' "$here/setup.sh"
 	[ -x "$VENV/bin/sphinx-build" ] || {
 		log "pip install sphinx"
 		"$VENV/bin/pip" install -q sphinx >&2

@@ -23,21 +23,19 @@ DROP_WITH_VALUE = {'--out-dir'}
 DROP_PREFIX = ('--emit', '-Zbinary_dep_depinfo', '-Zfunction-sections')
 
 
-def main():
-    if len(sys.argv) != 3:
-        print('usage: rustdoc.py MODULE_SOURCE_ROOT OUT_DIR', file=sys.stderr)
-        return 2
-    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+def module_rustdoc(root: Path):
+    """rustdoc's command line for the module crate, from kbuild's saved rustc command line.
+
+    Returns (env, args, source) with args[0] the rustdoc next to kbuild's rustc, or raises
+    RuntimeError with the reason."""
     cmdfile = root / 'rust' / '.rslab.o.cmd'
     try:
         text = cmdfile.read_text()
     except OSError as e:
-        print(f'rustdoc: {e}: build the modules first', file=sys.stderr)
-        return 1
+        raise RuntimeError(f'{e}: build the modules first')
     m = re.search(r'^savedcmd_rust/rslab\.o := (.*?)(?:\s+;.*)?$', text, re.M)
     if not m:
-        print(f'rustdoc: no rustc command line in {cmdfile}', file=sys.stderr)
-        return 1
+        raise RuntimeError(f'no rustc command line in {cmdfile}')
     env = dict(os.environ)
     args = []
     skip = False
@@ -55,13 +53,27 @@ def main():
         if tok.startswith(DROP_PREFIX):
             continue
         args.append(tok)
-    if not args or not args[0].endswith('rustc'):
-        print(f'rustdoc: unexpected command in {cmdfile}: {args[:1]}', file=sys.stderr)
-        return 1
-    args[0] = args[0][:-len('rustc')] + 'rustdoc'
+    # rustc, or clippy-driver in a CLIPPY=1 build; rustdoc sits next to either.
+    compiler = next((c for c in ('rustc', 'clippy-driver') if args and args[0].endswith(c)), None)
+    if compiler is None:
+        raise RuntimeError(f'unexpected command in {cmdfile}: {args[:1]}')
+    args[0] = args[0][:-len(compiler)] + 'rustdoc'
     source = args.pop()
-    # Like the kernel's own rustdoc rule: unstable flags are allowed for its toolchain.
+    # Like the kernel's own rustdoc rules: unstable flags are allowed for its toolchain.
     env['RUSTC_BOOTSTRAP'] = '1'
+    return env, args, source
+
+
+def main():
+    if len(sys.argv) != 3:
+        print('usage: rustdoc.py MODULE_SOURCE_ROOT OUT_DIR', file=sys.stderr)
+        return 2
+    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    try:
+        env, args, source = module_rustdoc(root)
+    except RuntimeError as e:
+        print(f'rustdoc: {e}', file=sys.stderr)
+        return 1
     args += ['--crate-name', 'rslab', '--document-private-items', '-o', str(out), source]
     res = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
     sys.stderr.write(res.stderr)
