@@ -10,9 +10,10 @@
 //! The pattern shown here is the sheaf one:
 //!
 //! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs and
-//!    claim one slot per node. This is the only place an insert can fail, and nothing has been
-//!    changed yet, so failing is trivial.
-//! 2. Under the lock: turn each slot into a node. [`Slot::alloc`] has no error to handle.
+//!    claim them ([`Sheaf::claims`](rslab::sheaf::Sheaf::claims)). This is the only place an insert can fail, and nothing
+//!    has been changed yet, so failing is trivial.
+//! 2. Under the lock: turn each claimed slot into a node. [`Slot::alloc`](rslab::sheaf::Slot::alloc) has no error to
+//!    handle.
 //! 3. After the lock: drop the sheaf; unused objects go back to the cache.
 //!
 //! Copy this file, rename the types, and keep the three steps.
@@ -24,7 +25,6 @@ pub mod rslab;
 
 use rslab::{
     cache::{CacheOptions, KmemCache, SlabBox},
-    sheaf::Slot,
     static_cache::StaticCache,
 };
 
@@ -105,20 +105,15 @@ impl<'c> IdMap<'c> {
         // Step 1, before the lock: reserve one node per value. Everything that can fail is
         // here, and nothing has been changed yet.
         let sheaf = self.cache.prefill(values.len(), GFP_KERNEL)?;
-        let mut slots: KVec<Slot<'_, 'c, Node<'c>>> =
-            KVec::with_capacity(values.len(), GFP_KERNEL)?;
-        for _ in values {
-            // The sheaf holds at least `values.len()` objects, so claims succeed; the vector
-            // has the capacity, so the push does not allocate.
-            slots.push(sheaf.claim().map_err(|_| ENOMEM)?, GFP_KERNEL)?;
-        }
+        // `values.len()` objects are claimable in a fresh sheaf: this cannot fail.
+        let slots = sheaf.claims(values.len()).map_err(|_| ENOMEM)?;
 
         // Step 2, under the lock: link the nodes in. No allocation can fail here.
         let first;
         {
             let mut inner = self.inner.lock();
             first = inner.next_id;
-            for (slot, &value) in slots.drain_all().zip(values) {
+            for (slot, &value) in slots.zip(values) {
                 let id = inner.next_id;
                 inner.next_id += 1;
                 let b = bucket(id);

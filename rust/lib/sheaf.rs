@@ -79,31 +79,31 @@ fn sheaf_count(count: usize) -> Result<u32> {
 }
 
 impl<T> KmemCache<T> {
-    /// Returns a sheaf holding at least `count` objects of this cache.
+    /// Returns a sheaf holding at least `count` objects of this cache, `count` of them
+    /// claimable.
     ///
-    /// Counts above the cache's sheaf capacity get an "oversize" sheaf of their own. Fails
-    /// with `EINVAL` for a count of zero or for `flags` the slab allocator does not accept (see
-    /// [`gfp::slab`]), `E2BIG` above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the objects cannot
-    /// be allocated (nothing is leaked then).
+    /// Counts above the cache's sheaf capacity get an "oversize" sheaf of their own. The kernel
+    /// may put more objects in a sheaf than asked (a regular prefill fills it to the cache's
+    /// capacity); [`Sheaf::recount`] makes those claimable too. Fails with `EINVAL` for a count
+    /// of zero or for `flags` the slab allocator does not accept (see [`gfp::slab`]), `E2BIG`
+    /// above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the objects cannot be allocated (nothing is
+    /// leaked then).
     ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
+    #[inline]
     pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
         let count = sheaf_count(count)?;
         let gfp = gfp::slab(flags).map_err(|_| EINVAL)?;
         // SAFETY: By `KmemCache`'s invariant the cache is live.
         let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp, count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
-        // owned by the caller, none of them claimed. It may hold more (a regular prefill fills
-        // the sheaf to the cache's capacity): `synced` is false, so `claim` looks them up when
-        // it runs past `count`.
+        // owned by the caller, with no slot.
         Ok(Sheaf {
             raw: NonNull::new(raw).ok_or(ENOMEM)?,
             cache: self,
             unclaimed: Cell::new(count as usize),
-            known: Cell::new(count as usize),
-            synced: Cell::new(false),
         })
     }
 }
@@ -117,19 +117,17 @@ impl<T> KmemCache<T> {
 ///
 /// - `raw` is a sheaf of `cache` obtained from `kmem_cache_prefill_sheaf()` (or replaced by
 ///   `kmem_cache_refill_sheaf()`), owned by this value until it is returned.
-/// - `known` is at most the number of objects in the sheaf, and equal to it while `synced` is
-///   true.
-/// - `known - unclaimed` is the number of live [`Slot`]s of this sheaf.
+/// - The sheaf holds at least `unclaimed` objects more than there are live [`Slot`]s of it.
 ///
-/// (Objects are counted here rather than by asking the kernel, so that claiming and allocating
-/// cost no call; an allocation that KFENCE serves leaves the sheaf one object richer than
-/// counted, which only errs on the safe side.)
+/// One counter, changed by claims and by unused slots, is all the bookkeeping: taking an object
+/// out of the sheaf changes nothing here, and nothing asks the kernel for the sheaf's size
+/// until [`Sheaf::recount`] or [`Sheaf::refill`], which run while no slot exists. An
+/// allocation that KFENCE serves leaves the sheaf one object richer than counted, which only
+/// errs on the safe side.
 pub struct Sheaf<'c, T> {
     raw: NonNull<bindings::slab_sheaf>,
     cache: &'c KmemCache<T>,
     unclaimed: Cell<usize>,
-    known: Cell<usize>,
-    synced: Cell<bool>,
 }
 
 // SAFETY: A sheaf is plain memory owned by this value; the slab functions that use it take the
@@ -138,7 +136,7 @@ pub struct Sheaf<'c, T> {
 unsafe impl<T: Send> Send for Sheaf<'_, T> {}
 
 impl<'c, T> Sheaf<'c, T> {
-    /// The number of objects in the sheaf, claimed or not.
+    /// The number of objects in the sheaf, claimed or not (the kernel's count).
     pub fn len(&self) -> usize {
         // SAFETY: By the type invariant `raw` is a live sheaf.
         unsafe { bindings::kmem_cache_sheaf_size(self.raw.as_ptr()) as usize }
@@ -150,32 +148,27 @@ impl<'c, T> Sheaf<'c, T> {
     }
 
     /// The number of objects that can still be claimed.
+    #[inline]
     pub fn available(&self) -> usize {
-        self.sync();
         self.unclaimed.get()
     }
 
-    /// Counts the objects the sheaf holds beyond what was asked for.
-    #[cold]
-    fn sync(&self) {
-        if !self.synced.get() {
-            let len = self.len();
-            // INVARIANT: The objects beyond `known` are unclaimed; `known` becomes exact.
-            self.unclaimed
-                .set(self.unclaimed.get() + (len - self.known.get()));
-            self.known.set(len);
-            self.synced.set(true);
-        }
+    /// Makes every object the sheaf holds claimable, the ones the kernel added beyond the
+    /// request included, and returns how many that is.
+    ///
+    /// Taking `&mut self` means that no slot exists, so the kernel's count is exact.
+    pub fn recount(&mut self) -> usize {
+        let n = self.len();
+        // INVARIANT: No slot is alive and the sheaf holds `n` objects.
+        self.unclaimed.set(n);
+        n
     }
 
     /// Claims one object of the sheaf: the returned [`Slot`] allocates it without failing.
     ///
-    /// Fails with [`AllocError`] when every object is claimed already.
+    /// Fails with [`AllocError`] when every claimable object is claimed already.
     #[inline]
     pub fn claim(&self) -> Result<Slot<'_, 'c, T>, AllocError> {
-        if self.unclaimed.get() == 0 {
-            self.sync();
-        }
         let n = self.unclaimed.get();
         if n == 0 {
             return Err(AllocError);
@@ -188,21 +181,56 @@ impl<'c, T> Sheaf<'c, T> {
         })
     }
 
-    /// Claims `N` objects at once; all or nothing.
-    pub fn claim_array<const N: usize>(&self) -> Result<[Slot<'_, 'c, T>; N], AllocError> {
-        if self.unclaimed.get() < N {
-            self.sync();
-        }
-        if self.unclaimed.get() < N {
+    /// Claims `n` objects at once, all or nothing, and returns them as an iterator of
+    /// [`Slot`]s.
+    ///
+    /// The count is checked once, here; taking the slots from the iterator costs nothing more
+    /// than the loop that takes them. Slots the iterator still holds when it is dropped go back
+    /// to the sheaf. Fails with [`AllocError`] when fewer than `n` objects can be claimed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rslab::cache::{CacheOptions, KmemCache};
+    ///
+    /// let cache = KmemCache::<u32>::new(c"rslab_doc_claims", CacheOptions::new())?;
+    /// let sheaf = cache.prefill(3, GFP_KERNEL)?;
+    /// let claims = sheaf.claims(3)?;
+    /// assert_eq!(claims.len(), 3);
+    /// // Under a lock, typically: no failure path.
+    /// let mut total = 0;
+    /// for (i, slot) in claims.enumerate() {
+    ///     total += *slot.alloc(i as u32 + 1);
+    /// }
+    /// assert_eq!(total, 6);
+    /// assert!(sheaf.claims(1).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn claims(&self, n: usize) -> Result<Claims<'_, 'c, T>, AllocError> {
+        let left = self.unclaimed.get();
+        if left < n {
             return Err(AllocError);
         }
-        Ok(core::array::from_fn(|_| {
-            // INVARIANT: `available() >= N` was checked above.
-            self.unclaimed.set(self.unclaimed.get() - 1);
-            Slot {
-                sheaf: self,
-                gfp: 0,
-            }
+        // INVARIANT: `n` unclaimed objects become the iterator's.
+        self.unclaimed.set(left - n);
+        Ok(Claims {
+            sheaf: self,
+            left: n,
+        })
+    }
+
+    /// Claims `N` objects at once; all or nothing.
+    pub fn claim_array<const N: usize>(&self) -> Result<[Slot<'_, 'c, T>; N], AllocError> {
+        let left = self.unclaimed.get();
+        if left < N {
+            return Err(AllocError);
+        }
+        // INVARIANT: `N` unclaimed objects become the array's slots.
+        self.unclaimed.set(left - N);
+        Ok(core::array::from_fn(|_| Slot {
+            sheaf: self,
+            gfp: 0,
         }))
     }
 
@@ -214,7 +242,8 @@ impl<'c, T> Sheaf<'c, T> {
 
     /// Tops the sheaf up to at least `count` objects. A sheaf that is already that full is left
     /// alone; one that must grow past its capacity is replaced by a larger one, with the same
-    /// objects available.
+    /// objects available. Afterwards every object the sheaf holds is claimable (as after
+    /// [`Self::recount`]).
     ///
     /// On failure (`ENOMEM`) the sheaf stays valid and keeps what it had, possibly with a few
     /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with
@@ -236,14 +265,8 @@ impl<'c, T> Sheaf<'c, T> {
             unsafe { bindings::kmem_cache_refill_sheaf(self.cache.as_raw(), gfp, &mut raw, count) };
         // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive. After
         // a success it holds at least `count` objects; after a failure at least what it had.
-        // Either way `synced` is false, so the rest is looked up when needed.
         self.raw = NonNull::new(raw).ok_or(EINVAL)?;
-        if ret == 0 {
-            let n = self.unclaimed.get().max(count as usize);
-            self.unclaimed.set(n);
-            self.known.set(n);
-        }
-        self.synced.set(false);
+        self.recount();
         kernel::error::to_result(ret)
     }
 
@@ -320,9 +343,8 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
                 sheaf.raw.as_ptr(),
             )
         };
-        // INVARIANT: The slot is consumed and its object leaves the sheaf. `known` counts the
-        // slot's object, so it is at least 1 and cannot wrap.
-        sheaf.known.set(sheaf.known.get().wrapping_sub(1));
+        // INVARIANT: The slot is consumed and its object leaves the sheaf: the sheaf holds one
+        // object and one slot less, so `unclaimed` still holds.
         match NonNull::new(p.cast()) {
             Some(p) => p,
             // The slab allocator guarantees as many allocations as the sheaf holds objects.
@@ -374,9 +396,56 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
     }
 }
 
+/// Claimed objects of a [`Sheaf`], taken one [`Slot`] at a time; see [`Sheaf::claims`].
+///
+/// # Invariants
+///
+/// `left` objects of the sheaf are claimed for this iterator and not counted in
+/// `sheaf.unclaimed`.
+pub struct Claims<'s, 'c, T> {
+    sheaf: &'s Sheaf<'c, T>,
+    left: usize,
+}
+
+impl<'s, 'c, T> Iterator for Claims<'s, 'c, T> {
+    type Item = Slot<'s, 'c, T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        // INVARIANT: One of the iterator's claims becomes the slot's.
+        self.left -= 1;
+        Some(Slot {
+            sheaf: self.sheaf,
+            gfp: 0,
+        })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<T> ExactSizeIterator for Claims<'_, '_, T> {}
+
+impl<T> Drop for Claims<'_, '_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.left != 0 {
+            // INVARIANT: The claims not taken go back to the sheaf.
+            self.sheaf
+                .unclaimed
+                .set(self.sheaf.unclaimed.get() + self.left);
+        }
+    }
+}
+
 impl<T> Drop for Slot<'_, '_, T> {
     fn drop(&mut self) {
-        // INVARIANT: The unused claim goes back to the sheaf; its object stays `known`.
+        // INVARIANT: The unused claim goes back to the sheaf.
         self.sheaf.unclaimed.set(self.sheaf.unclaimed.get() + 1);
     }
 }
@@ -474,8 +543,15 @@ mod tests {
     #[test]
     fn exactly_the_reservation_then_an_error() -> Result {
         let c = cache(c"rslab_test_exact")?;
-        let s = c.prefill(40, GFP_KERNEL)?;
-        let n = s.len();
+        let mut s = c.prefill(40, GFP_KERNEL)?;
+        // What was asked for is claimable; what the kernel added only after a recount.
+        check!(s.available() == 40, "available {} after prefill(40)", s.available());
+        let n = s.recount();
+        check!(
+            n == s.len() && n >= 40 && s.available() == n,
+            "recount {}",
+            n
+        );
         let objs = use_under_lock(&s, n)?;
         check!(
             s.is_empty() && s.available() == 0,
@@ -495,7 +571,8 @@ mod tests {
     fn claims_are_counted_and_given_back() -> Result {
         let c = cache(c"rslab_test_claims")?;
         let s = c.prefill(3, GFP_KERNEL)?;
-        let n = s.len();
+        let n = s.available();
+        check!(n == 3, "available {} after prefill(3)", n);
         {
             let [_a, _b, _c] = s.claim_array::<3>().map_err(|_| ENOMEM)?;
             check!(s.available() == n - 3, "available {}", s.available());
@@ -509,6 +586,16 @@ mod tests {
         );
         check!(s.claim_array::<128>().is_err(), "over-claim");
         check!(s.available() == n, "failed claim_array changed the count");
+        // A batch of claims: checked once, given back unless taken.
+        {
+            let mut claims = s.claims(3).map_err(|_| ENOMEM)?;
+            check!(s.available() == 0 && claims.len() == 3, "claims(3)");
+            check!(s.claims(1).is_err(), "claims past the sheaf");
+            let one = claims.next().ok_or(ENOMEM)?.alloc([1; 8]);
+            check!(one[0] == 1 && claims.len() == 2, "one slot taken");
+        }
+        check!(s.available() == 2, "untaken claims not given back");
+        check!(s.claims(4).is_err() && s.available() == 2, "failed claims");
         Ok(())
     }
 
@@ -618,8 +705,8 @@ mod tests {
         let partial = c.prefill(8, GFP_KERNEL)?;
         let a = use_under_lock(&partial, 3)?;
         partial.return_with(GFP_KERNEL);
-        let empty = c.prefill(8, GFP_KERNEL)?;
-        let n = empty.len();
+        let mut empty = c.prefill(8, GFP_KERNEL)?;
+        let n = empty.recount();
         let b = use_under_lock(&empty, n)?;
         empty.return_with(GFP_KERNEL);
         let oversize = c.prefill(500, GFP_KERNEL)?;
