@@ -85,8 +85,11 @@ unsafe impl Allocator for Kmalloc {
         nid: NumaNode,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let request = Self::request_layout(layout)?;
-        // With constant flags this folds away.
-        gfp::slab(flags)?;
+        // Only an allocation uses `flags` (`free` passes none). With constant flags, and for
+        // every free, this folds away.
+        if request.size() != 0 {
+            gfp::slab(flags)?;
+        }
         // SAFETY: The caller upholds `Allocator::realloc`'s requirements for `ptr` and
         // `old_layout`; every allocation of this allocator is an `allocator::Kmalloc` allocation
         // whose size is non-zero exactly when `old_layout`'s is, so they hold for
