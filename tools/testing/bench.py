@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Turn rslab_bench's results into ratios, a table, JSON and a chart.
+"""Turn rslab_bench's results into ratios, tables, JSON and charts.
 
-Reads OUT/rslab_bench-results.txt (the module's debugfs file, copied by the
-runner), writes OUT/results.json (the figures plus each pair's ratio and
-target verdict) and OUT/bench.png, and prints the table. The ratios are the
-result: every pair was measured in the same boot, side by side, so they hold
-under emulation where absolute times do not.
+`make bench` boots the test kernel twice and loads rslab_bench.ko each time:
+
+- icount (the primary figures): QEMU runs with `-icount shift=0,sleep=off`, so one guest
+  nanosecond is one executed instruction and every figure is an instruction count,
+  deterministic from run to run;
+- wallclock: plain TCG, real time. Noisier, but it shows what instruction counts hide, such as
+  the cost of an atomic read-modify-write.
+
+Reads OUT/<mode>/rslab_bench-results.txt for each mode that ran, writes OUT/results.json (every
+figure, each pair's ratio and its target's verdict, per mode; the growth series; the pressure
+results) and the charts OUT/ratios.png, OUT/growth.png and OUT/pressure.png, and prints the
+tables. Every pair was measured in the same boot, side by side, so ratios hold under emulation
+where absolute wall-clock times do not.
 """
 
 import argparse
@@ -14,117 +22,323 @@ import json
 import sys
 from pathlib import Path
 
-# (group, rslab variant, baseline group, baseline variant, target, meaning)
-# ratio = rslab / baseline (lower is better) unless 'inverse' is set.
-TARGETS = [
-    ('sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C', ('<=', 1.05),
-     'safe sheaf allocation costs what the raw C call costs'),
-    ('sheaf alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C', ('speedup>=', 1.3),
-     'sheaf allocation beats kmem_cache_alloc'),
-    ('kmem_cache alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C', None,
-     'KmemCache::alloc against kmem_cache_alloc'),
+MODES = {
+    'icount': ('instructions', 'instruction count (QEMU -icount shift=0,sleep=off)'),
+    'wallclock': ('ns', 'wall clock (TCG)'),
+}
+
+# (label, group, variant, baseline group, baseline variant, icount target, meaning)
+# ratio = rslab / baseline, lower is better; ('speedup>=', x) means baseline / rslab >= x.
+PAIRS = [
+    ('sheaf alloc+free', 'sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C',
+     ('<=', 1.02), 'claims(n), then Slot::alloc + drop, against the raw C calls'),
+    ('sheaf alloc+free, claim()', 'sheaf alloc+free, claim()', 'rslab',
+     'sheaf alloc+free, claim()', 'raw C', None,
+     'claim() per object (a counter update each), against the raw C calls'),
+    ('sheaf vs Arc per object', 'sheaf alloc+free vs Arc', 'rslab', 'sheaf alloc+free vs Arc',
+     'Arc per object', None,
+     'rslab against the posted series\' design: the same sheaf calls plus an Arc clone per '
+     'allocation and a drop per free'),
+    ('sheaf vs kmem_cache_alloc', 'sheaf alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C',
+     ('speedup>=', 1.3), 'why sheaves: allocation from a sheaf against kmem_cache_alloc'),
+    ('KmemCache::alloc', 'kmem_cache alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C',
+     None, 'KmemCache::alloc + drop against kmem_cache_alloc + kmem_cache_free'),
 ] + [
-    (f'prefill+return {n}', 'rslab', f'prefill+return {n}', 'raw C', None,
-     f'prefill({n}) + return cycle') for n in (1, 10, 32, 100)
+    (f'Box::new {n} B', f'Box::new {n} B', 'rslab', f'Box::new {n} B', 'kernel Kmalloc',
+     ('<=', 1.0005), 'rslab\'s Kmalloc backend against the kernel crate\'s')
+    for n in (8, 96, 192, 256, 4096)
 ] + [
-    (f'Box::new {n} B', 'rslab', f'Box::new {n} B', 'kernel Kmalloc', ('<=', 1.02),
-     'rslab Kmalloc backend against the kernel crate\'s') for n in (8, 96, 192, 256, 4096)
-] + [
-    ('KVec push to 1e5', 'rslab', 'KVec push to 1e5', 'kernel Kmalloc', None,
-     'KVec growth through both backends'),
+    ('KVec push to 1e5', 'KVec push to 1e5', 'rslab', 'KVec push to 1e5', 'kernel Kmalloc',
+     ('<=', 1.0005), 'KVec growth through both backends'),
 ]
 
-
-def ns(ps):
-    return ps / 1000.0
+PREFILL_TARGET = ('<=', 1.01)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('out', type=Path)
-    ap.add_argument('--accel', default='TCG', help='how the guest ran (TCG or KVM)')
-    args = ap.parse_args()
+def verdict(target, ratio):
+    if target is None:
+        return None, None
+    kind, value = target
+    if kind == '<=':
+        return ratio <= value + 1e-12, f'<= {value:g}x'
+    return 1 / ratio >= value, f'>= {value:g}x faster'
 
-    raw = (args.out / 'rslab_bench-results.txt').read_text()
-    data = json.loads(raw)
-    figs = {(r['group'], r['variant']): r for r in data['results']}
 
+def load(out: Path):
+    modes = {}
+    for mode in MODES:
+        f = out / mode / 'rslab_bench-results.txt'
+        if f.exists():
+            modes[mode] = json.loads(f.read_text())
+    return modes
+
+
+def pair_rows(data, mode):
+    figs = {(r['group'], r['variant'], r.get('count', 0)): r for r in data['results']}
     rows = []
-    for group, variant, bgroup, bvariant, target, meaning in TARGETS:
-        a, b = figs.get((group, variant)), figs.get((bgroup, bvariant))
+    for label, group, variant, bgroup, bvariant, target, meaning in PAIRS:
+        a, b = figs.get((group, variant, 0)), figs.get((bgroup, bvariant, 0))
         if a is None or b is None:
             continue
         ratio = a['median_ps'] / b['median_ps']
-        verdict = None
-        if target:
-            kind, value = target
-            if kind == '<=':
-                verdict = ratio <= value
-                shown = f'<= {value:.2f}x'
-            else:
-                verdict = 1 / ratio >= value
-                shown = f'>= {value:.1f}x faster'
-        rows.append({
-            'pair': f'{group} / {variant}' if group == bgroup else f'{group} {variant} vs {bgroup} {bvariant}',
-            'meaning': meaning,
-            'rslab_ns': ns(a['median_ps']), 'baseline_ns': ns(b['median_ps']),
-            'baseline': f'{bgroup} ({bvariant})', 'ratio': ratio,
-            'target': shown if target else None, 'met': verdict,
-        })
-
-    result = {'accel': args.accel, 'unit': 'ns/op (median over rounds)',
-              'rounds': data['rounds'], 'warmup': data['warmup'],
-              'figures': data['results'], 'ratios': rows}
-    (args.out / 'results.json').write_text(json.dumps(result, indent=2) + '\n')
-
-    print(f'rslab benchmark ({args.accel}; medians over {data["rounds"]} rounds after '
-          f'{data["warmup"]} warm-up rounds; ratio = rslab / baseline)')
-    print()
-    print(f'{"operation":<26} {"baseline":<28} {"base ns":>9} {"rslab ns":>9} {"ratio":>7}  target')
-    for r in rows:
-        group = r['pair'].split(' / ')[0].split(' rslab vs ')[0]
-        tgt = '' if r['target'] is None else f'{r["target"]}: {"met" if r["met"] else "NOT MET"}'
-        print(f'{group:<26} {r["baseline"]:<28} {r["baseline_ns"]:>9.1f} {r["rslab_ns"]:>9.1f} '
-              f'{r["ratio"]:>6.3f}x  {tgt}')
-    print()
-    print('All figures (ns/op, median [min, max]):')
+        met, shown = verdict(target if mode == 'icount' else None, ratio)
+        rows.append({'pair': label, 'meaning': meaning, 'baseline': f'{bgroup} ({bvariant})',
+                     'baseline_per_op': b['median_ps'] / 1000, 'rslab_per_op': a['median_ps'] / 1000,
+                     'ratio': ratio, 'target': shown, 'met': met})
+    # Prefill + return of a constant count (the bounds check folds away).
     for r in data['results']:
-        print(f'  {r["group"]:<24} {r["variant"]:<16} {ns(r["median_ps"]):>9.1f} '
-              f'[{ns(r["min_ps"]):.1f}, {ns(r["max_ps"]):.1f}]  {r["ops"]} ops/round')
+        if r['group'] == 'prefill+return, constant count' and r['variant'] == 'rslab':
+            b = figs.get((r['group'], 'raw C', r['count']))
+            if b:
+                ratio = r['median_ps'] / b['median_ps']
+                met, shown = verdict(PREFILL_TARGET if mode == 'icount' else None, ratio)
+                rows.append({'pair': f'prefill+return const {r["count"]}',
+                             'meaning': 'prefill + return_with of a count known at compile '
+                                        'time', 'baseline': 'prefill+return (raw C)',
+                             'baseline_per_op': b['median_ps'] / 1000,
+                             'rslab_per_op': r['median_ps'] / 1000,
+                             'ratio': ratio, 'target': shown, 'met': met})
+    # Prefill + return, on the regular path (counts up to the sheaf capacity).
+    cap = data.get('sheaf_capacity', 0)
+    for r in data['results']:
+        if r['group'] != 'prefill+return' or r['variant'] != 'rslab':
+            continue
+        b = figs.get(('prefill+return', 'raw C', r['count']))
+        if b is None:
+            continue
+        ratio = r['median_ps'] / b['median_ps']
+        regular = r['count'] <= cap
+        met, shown = verdict(PREFILL_TARGET if mode == 'icount' and regular else None, ratio)
+        rows.append({'pair': f'prefill+return {r["count"]}',
+                     'meaning': 'prefill + return_with cycle' +
+                                ('' if regular else ' (oversize sheaf)'),
+                     'baseline': 'prefill+return (raw C)',
+                     'baseline_per_op': b['median_ps'] / 1000,
+                     'rslab_per_op': r['median_ps'] / 1000,
+                     'ratio': ratio, 'target': shown, 'met': met})
+    return rows
 
+
+def growth_series(data):
+    """{group: {variant: [(count, per-op)]}} for the growth groups."""
+    series = {}
+    for r in data['results']:
+        if r['group'] in ('prefill+return', 'prefill+fill+return'):
+            series.setdefault(r['group'], {}).setdefault(r['variant'], []).append(
+                (r['count'], r['median_ps'] / 1000))
+    for g in series.values():
+        for v in g.values():
+            v.sort()
+    return series
+
+
+def print_tables(modes, ratios):
+    for mode, rows in ratios.items():
+        unit, what = MODES[mode]
+        data = modes[mode]
+        print(f'rslab benchmark, {what}: {unit} per operation, medians over {data["rounds"]} '
+              f'rounds after {data["warmup"]} warm-up rounds; ratio = rslab / baseline')
+        print()
+        print(f'{"pair":<28} {"baseline":>10} {"rslab":>10} {"ratio":>8}  target')
+        for r in rows:
+            tgt = '' if r['target'] is None else \
+                f'{r["target"]}: {"met" if r["met"] else "NOT MET"}'
+            print(f'{r["pair"]:<28} {r["baseline_per_op"]:>10.2f} {r["rslab_per_op"]:>10.2f} '
+                  f'{r["ratio"]:>7.3f}x  {tgt}')
+        print()
+        spread = max((r['max_ps'] - r['min_ps']) / r['median_ps'] for r in data['results'])
+        print(f'largest (max - min) / median of any figure: {100 * spread:.2f}%')
+        print()
+
+
+def print_growth(modes):
+    for mode, data in modes.items():
+        unit = MODES[mode][0]
+        series = growth_series(data)
+        if not series:
+            continue
+        cap = data.get('sheaf_capacity', 0)
+        pr = series.get('prefill+return', {})
+        fill = series.get('prefill+fill+return', {})
+        print(f'growth ({MODES[mode][1]}), sheaf capacity {cap}: prefill+return in {unit} per '
+              f'cycle, prefill+fill+return in {unit} per object')
+        print(f'{"count":>6} {"x cap":>6} {"p+r raw C":>11} {"p+r rslab":>11} {"ratio":>7} '
+              f'{"fill raw C":>11} {"fill rslab":>11} {"ratio":>7}')
+        for (count, raw), (_, ours) in zip(pr.get('raw C', []), pr.get('rslab', [])):
+            f_raw = dict(fill.get('raw C', [])).get(count)
+            f_ours = dict(fill.get('rslab', [])).get(count)
+            line = (f'{count:>6} {count / cap:>6.2f} {raw:>11.1f} {ours:>11.1f} '
+                    f'{ours / raw:>7.3f}')
+            if f_raw and f_ours:
+                line += f' {f_raw:>11.1f} {f_ours:>11.1f} {f_ours / f_raw:>7.3f}'
+            print(line)
+        print()
+
+
+def print_pressure(modes):
+    for mode, data in modes.items():
+        p = data.get('pressure')
+        if not p:
+            continue
+        unit = MODES[mode][0]
+        print(f'memory pressure ({MODES[mode][1]}): {p["objects"]} allocations of {p["size"]} B '
+              f'under a spinlock, {p["hog_kib"]} KiB held by a hog, {p["free_kib"]} KiB free '
+              f'when it stopped; latency in {unit}')
+        print(f'{"method":<34} {"failures":>9} {"p50":>9} {"p99":>9} {"max":>9}')
+        for m in p['methods']:
+            print(f'{m["method"]:<34} {m["failures"]:>9} {m["p50_ns"]:>9} {m["p99_ns"]:>9} '
+                  f'{m["max_ns"]:>9}')
+        print()
+
+
+def charts(out: Path, modes, ratios):
     try:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
     except ImportError:
-        print('matplotlib is not installed: no chart', file=sys.stderr)
-        return 0
-    groups = []
-    for r in data['results']:
-        if r['group'] not in groups:
-            groups.append(r['group'])
-    fig, ax = plt.subplots(figsize=(13, 6))
-    width = 0.4
-    for i, g in enumerate(groups):
-        variants = [r for r in data['results'] if r['group'] == g]
-        for j, r in enumerate(variants):
-            x = i + (j - (len(variants) - 1) / 2) * width
-            err = [[ns(r['median_ps'] - r['min_ps'])], [ns(r['max_ps'] - r['median_ps'])]]
-            color = '#c44e52' if r['variant'] == 'rslab' else '#4c72b0'
-            ax.bar(x, ns(r['median_ps']), width, yerr=err, color=color, capsize=3,
-                   label=('rslab' if r['variant'] == 'rslab' else 'baseline (raw C / kernel Kmalloc)')
-                   if i == 0 or (i == 1 and r['variant'] != 'rslab' and j == 0) else None)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, rotation=30, ha='right')
-    ax.set_ylabel('ns per operation (median, min-max)')
-    ax.set_yscale('log')
-    ax.set_title(f'rslab against its baselines, one boot, {args.accel}')
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys())
+        print('matplotlib is not installed: no charts', file=sys.stderr)
+        return []
+    written = []
+
+    # Ratios against their targets, both modes side by side, as bars from 1.0 (parity), so
+    # that a few percent show. Oversize prefills are in the growth chart.
+    shown = {mode: [r for r in rows if 'oversize' not in r['meaning']]
+             for mode, rows in ratios.items()}
+    labels = []
+    for rows in shown.values():
+        for r in rows:
+            if r['pair'] not in labels:
+                labels.append(r['pair'])
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(labels) + 1.8))
+    height = 0.38
+    colors = {'icount': '#4c72b0', 'wallclock': '#dd8452'}
+    for k, (mode, rows) in enumerate(shown.items()):
+        by = {r['pair']: r for r in rows}
+        ys = [i + (k - 0.5) * height for i, l in enumerate(labels) if l in by]
+        xs = [by[l]['ratio'] for l in labels if l in by]
+        ax.barh(ys, [x - 1 for x in xs], height, left=1.0, color=colors[mode],
+                label=MODES[mode][1])
+        for y, x in zip(ys, xs):
+            ax.text(max(x, 1.0) + 0.004, y, f'{x:.3f}', va='center', fontsize=7)
+    for i, l in enumerate(labels):
+        target = next((r['target'] for r in ratios.get('icount', []) if r['pair'] == l), None)
+        if target and target.startswith('<='):
+            v = float(target.split()[1].rstrip('x'))
+            ax.plot([v, v], [i - 0.45, i + 0.45], color='black', lw=1.5)
+        elif target:
+            v = 1 / float(target.split()[1].rstrip('x'))
+            ax.plot([v, v], [i - 0.45, i + 0.45], color='black', lw=1.5, ls='--')
+    ax.axvline(1.0, color='grey', lw=1.0)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('ratio rslab / baseline, bars from parity (1.0; left is cheaper); black: '
+                  'icount target (dashed: a speed-up target as a ratio)')
+    all_x = [r['ratio'] for rows in shown.values() for r in rows]
+    ax.set_xlim(min(0.55, min(all_x) - 0.05), max(1.1, max(all_x) + 0.05))
+    ax.grid(axis='x', alpha=0.3)
+    ax.legend(loc='lower right', fontsize=8)
+    ax.set_title('rslab against its baselines, measured side by side in one boot per mode')
     fig.tight_layout()
-    fig.savefig(args.out / 'bench.png', dpi=110)
-    print(f'\nwrote {args.out / "results.json"} and {args.out / "bench.png"}')
+    fig.savefig(out / 'ratios.png', dpi=110)
+    plt.close(fig)
+    written.append(out / 'ratios.png')
+
+    # Growth with the count, per mode.
+    mode = 'icount' if 'icount' in modes else next(iter(modes))
+    data = modes[mode]
+    series = growth_series(data)
+    if series:
+        cap = data.get('sheaf_capacity', 0)
+        unit = MODES[mode][0]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+        for ax, (group, ylabel) in zip(axes, [
+                ('prefill+return', f'{unit} per prefill+return cycle'),
+                ('prefill+fill+return', f'{unit} per object (prefill, fill, free, return)')]):
+            for variant, style in (('raw C', 'o-'), ('rslab', 'x--')):
+                pts = series.get(group, {}).get(variant, [])
+                ax.plot([c for c, _ in pts], [v for _, v in pts], style, label=variant)
+            if group == 'prefill+return':
+                # A regular prefill costs ~100 instructions, an oversize one thousands.
+                ax.set_yscale('log')
+            ax.axvline(cap, color='#c44e52', lw=1.2)
+            lo, hi = ax.get_ylim()
+            ax.text(cap, hi / 1.15 if group == 'prefill+return' else hi - (hi - lo) * 0.04,
+                    f' sheaf capacity {cap}', color='#c44e52', fontsize=8, va='top')
+            ax.set_xlabel('objects requested')
+            ax.set_ylabel(ylabel)
+            ax.set_title(group)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f'sheaf cost by count, {MODES[mode][1]}: beyond the capacity a prefill '
+                     f'builds an oversize sheaf', fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / 'growth.png', dpi=110)
+        plt.close(fig)
+        written.append(out / 'growth.png')
+
+    # Pressure: failures and latency per method, per mode.
+    pmodes = {m: d['pressure'] for m, d in modes.items() if d.get('pressure')}
+    if pmodes:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        methods = [m['method'] for m in next(iter(pmodes.values()))['methods']]
+        n_objs = next(iter(pmodes.values()))['objects']
+        width = 0.8 / len(pmodes)
+        for k, (mode, p) in enumerate(pmodes.items()):
+            xs = [i + (k - (len(pmodes) - 1) / 2) * width for i in range(len(methods))]
+            fails = [m['failures'] for m in p['methods']]
+            p99 = [m['p99_ns'] for m in p['methods']]
+            axes[0].bar(xs, fails, width, color=colors[mode], label=MODES[mode][1])
+            axes[1].bar(xs, p99, width, color=colors[mode], label=MODES[mode][1])
+            for x, f, l in zip(xs, fails, p99):
+                axes[0].text(x, f, str(f), ha='center', va='bottom', fontsize=8)
+                axes[1].text(x, l, str(l), ha='center', va='bottom', fontsize=8)
+        axes[1].set_yscale('log')
+        axes[0].set_ylim(0, n_objs * 1.4)
+        for ax, title in zip(axes, [f'failures under the lock (of {n_objs})',
+                                    'p99 latency per allocation, log scale '
+                                    '(icount: instructions; wall clock: ns)']):
+            ax.set_xticks(range(len(methods)))
+            ax.set_xticklabels(methods, fontsize=8)
+            ax.set_title(title, fontsize=10)
+            ax.legend(fontsize=8, loc='upper right')
+        axes[1].margins(y=0.15)
+        n = next(iter(pmodes.values()))['objects']
+        fig.suptitle(f'{n} allocations inside a spinlock under memory pressure', fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / 'pressure.png', dpi=110)
+        plt.close(fig)
+        written.append(out / 'pressure.png')
+    return written
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('out', type=Path)
+    args = ap.parse_args()
+
+    modes = load(args.out)
+    if not modes:
+        print(f'no results under {args.out}', file=sys.stderr)
+        return 1
+    ratios = {mode: pair_rows(data, mode) for mode, data in modes.items()}
+    result = {
+        'modes': {mode: {'measure': MODES[mode][1], 'unit': f'{MODES[mode][0]} per operation '
+                         '(median over rounds)', 'rounds': data['rounds'],
+                         'warmup': data['warmup'], 'sheaf_capacity': data.get('sheaf_capacity'),
+                         'figures': data['results'], 'ratios': ratios[mode],
+                         'pressure': data.get('pressure')}
+                  for mode, data in modes.items()},
+    }
+    (args.out / 'results.json').write_text(json.dumps(result, indent=2) + '\n')
+    print_tables(modes, ratios)
+    print_growth(modes)
+    print_pressure(modes)
+    written = charts(args.out, modes, ratios)
+    print(f'wrote {args.out / "results.json"}' +
+          ''.join(f', {p.name}' for p in written))
     return 0
 
 

@@ -168,6 +168,13 @@ for m in {mods}; do
         status=1
     fi
 done
+# Slab layouts of the kmalloc caches and of rslab's layout probes, and the live objects,
+# for the table of what the extended kmalloc alignment guarantee costs (slab_layout()).
+for d in /sys/kernel/slab/kmalloc-* /sys/kernel/slab/rslab_layout_*; do
+    [ -e "$d/slab_size" ] || continue
+    echo "$(basename "$d") $(cat "$d/object_size") $(cat "$d/slab_size") $(cat "$d/objs_per_slab") $(cat "$d/order") $(cat "$d/align")"
+done > "$out/slab-layout.txt"
+cat /proc/slabinfo > "$out/slabinfo.txt" 2>/dev/null
 for d in /sys/kernel/debug/rslab*; do
     [ -d "$d" ] || continue
     for f in "$d"/*; do
@@ -256,7 +263,8 @@ def arm64_cmd(args, out: Path):
             '-smp', str(args.cpus), '-m', args.memory, '-nographic', '-no-reboot',
             '-kernel', str(args.image), '-initrd', str(initrd), '-append', append.strip(),
             '-fsdev', f'local,id=out,path={out},security_model=none',
-            '-device', f'virtio-9p-pci,fsdev=out,mount_tag={NINEP_TAG}']
+            '-device', f'virtio-9p-pci,fsdev=out,mount_tag={NINEP_TAG}'] + \
+        shlex.split(args.qemu_opts)
 
 
 # A boot that has not started the guest script by then has stalled (seen once under TCG on a
@@ -287,12 +295,16 @@ def boot(args, out: Path, modules):
             cmd.insert(1, '--disable-kvm')
         if args.append:
             cmd += ['--append', args.append]
+        if args.qemu_opts:
+            cmd += ['--qemu-opts', args.qemu_opts]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
-        for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals'] + \
+        for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals',
+                  'slab-layout.json'] + \
                 [p.name for p in out.glob('*.txt')]:
             (out / f).unlink(missing_ok=True)
         log(f'booting {args.kdir.name} ({"KVM" if args.kvm else "TCG"}, {args.arch}'
-            f'{", " + args.append if args.append else ""})'
+            f'{", " + args.append if args.append else ""}'
+            f'{", " + args.qemu_opts if args.qemu_opts else ""})'
             f'{f", attempt {attempt} of {BOOT_ATTEMPTS}" if attempt > 1 else ""}')
         start = time.monotonic()
         with open(out / 'console.log', 'w') as vlog:
@@ -332,6 +344,93 @@ def boot(args, out: Path, modules):
     return None
 
 
+PAGE_SIZE = 4096
+KMALLOC_NAME = re.compile(r'^(?:dma-)?kmalloc(?:-cg|-rcl|-rnd-\d+)?-(\d+)(k?)$')
+
+
+def slab_layout(out: Path, slab_debug: bool):
+    """What the extended kmalloc alignment guarantee costs in memory on this boot.
+
+    For each kmalloc bucket, rslab.ko's two probe caches (guaranteed alignment, and
+    ARCH_KMALLOC_MINALIGN only) give the bytes one object takes, slab waste included
+    ((PAGE_SIZE << order) / objs_per_slab); /proc/slabinfo gives the live objects of every
+    kmalloc cache of that bucket. Returns (rows, totals, problems), or None without the data."""
+    try:
+        layout = (out / 'slab-layout.txt').read_text().split('\n')
+        slabinfo = (out / 'slabinfo.txt').read_text().splitlines()
+    except OSError:
+        return None
+    caches = {}
+    for line in layout:
+        f = line.split()
+        if len(f) == 6:
+            caches[f[0]] = dict(zip(('object_size', 'slab_size', 'objs', 'order', 'align'),
+                                    map(int, f[1:])))
+    live = {}
+    for line in slabinfo:
+        f = line.split()
+        m = KMALLOC_NAME.match(f[0]) if f else None
+        if m and len(f) > 2 and f[1].isdigit():
+            size = int(m.group(1)) * (1024 if m.group(2) else 1)
+            live[size] = live.get(size, 0) + int(f[1])
+    rows, problems = [], []
+    for name, g in sorted(caches.items(), key=lambda kv: kv[1]['object_size']):
+        m = re.match(r'^rslab_layout_(\d+)_guaranteed$', name)
+        if not m:
+            continue
+        size = int(m.group(1))
+        low = caches.get(f'rslab_layout_{size}_minalign')
+        if low is None:
+            problems.append(f'no minalign probe for kmalloc-{size}')
+            continue
+        real = caches.get(f'kmalloc-{size}' if size < 1024 or size % 1024 else
+                          f'kmalloc-{size // 1024}k')
+        if real and (real['slab_size'], real['objs'], real['order']) != \
+                (g['slab_size'], g['objs'], g['order']):
+            problems.append(f'probe for kmalloc-{size} is laid out as {g}, the real cache as '
+                            f'{real}')
+        if not slab_debug and (g['slab_size'], g['objs'], g['order']) != \
+                (low['slab_size'], low['objs'], low['order']):
+            problems.append(f'kmalloc-{size}: the guarantee changed the layout without slab '
+                            f'debugging: {g} against {low}')
+        per_g = (PAGE_SIZE << g['order']) / g['objs']
+        per_m = (PAGE_SIZE << low['order']) / low['objs']
+        n = live.get(size, 0)
+        rows.append({'bucket': size, 'align': g['align'], 'minalign': low['align'],
+                     'stride': g['slab_size'], 'stride_minalign': low['slab_size'],
+                     'objs_per_slab': g['objs'], 'objs_per_slab_minalign': low['objs'],
+                     'order': g['order'], 'order_minalign': low['order'], 'live': n,
+                     'bytes': round(n * per_g), 'bytes_minalign': round(n * per_m)})
+    if not rows:
+        return None
+    total = sum(r['bytes'] for r in rows)
+    base = sum(r['bytes_minalign'] for r in rows)
+    totals = {'live': sum(r['live'] for r in rows), 'bytes': total, 'bytes_minalign': base,
+              'overhead': total - base,
+              'percent': 100.0 * (total - base) / base if base else 0.0,
+              'slab_debug': slab_debug}
+    (out / 'slab-layout.json').write_text(json.dumps({'rows': rows, 'totals': totals},
+                                                     indent=2) + '\n')
+    return rows, totals, problems
+
+
+def print_slab_layout(rows, totals, label):
+    print(f'what the extended kmalloc alignment guarantee costs ({label}): each kmalloc bucket '
+          f'laid out with its guaranteed alignment and with ARCH_KMALLOC_MINALIGN, weighted by '
+          f'this boot\'s live kmalloc objects')
+    print(f'  {"bucket":>6} {"align":>5} {"stride":>6} {"objs/slab":>9} {"order":>5}   '
+          f'{"min":>3} {"stride":>6} {"objs/slab":>9} {"order":>5} {"live":>7} '
+          f'{"bytes":>9} {"bytes@min":>9}')
+    for r in rows:
+        print(f'  {r["bucket"]:>6} {r["align"]:>5} {r["stride"]:>6} {r["objs_per_slab"]:>9} '
+              f'{r["order"]:>5}   {r["minalign"]:>3} {r["stride_minalign"]:>6} '
+              f'{r["objs_per_slab_minalign"]:>9} {r["order_minalign"]:>5} {r["live"]:>7} '
+              f'{r["bytes"]:>9} {r["bytes_minalign"]:>9}')
+    print(f'  total: {totals["live"]} live objects take {totals["bytes"]} B with the guarantee, '
+          f'{totals["bytes_minalign"]} B without: {totals["overhead"]:+d} B '
+          f'({totals["percent"]:+.2f}%)')
+
+
 def judge(args, out: Path, kunit=True):
     problems = []
     dmesg = (out / 'dmesg.log').read_text(errors='replace').splitlines()
@@ -361,6 +460,16 @@ def judge(args, out: Path, kunit=True):
                 break
     if expected_dumps:
         log(f'{expected_dumps} expected stack dumps from injected cache-creation failures')
+
+    # rslab.ko's layout probes: what the kmalloc alignment guarantee costs on this boot.
+    layout = slab_layout(out, 'slab_debug' in args.append.split())
+    if layout:
+        rows, totals, layout_problems = layout
+        problems += layout_problems
+        if args.mode != 'run':
+            log(f'kmalloc alignment guarantee: {totals["live"]} live kmalloc objects take '
+                f'{totals["bytes"]} B, {totals["bytes_minalign"]} B at ARCH_KMALLOC_MINALIGN '
+                f'({totals["percent"]:+.2f}%; {out / "slab-layout.json"})')
 
     # kmemleak (debug kernel): the guest scanned after unloading the modules. A leak whose
     # report names rslab fails the run; others belong to the kernel and are only counted.
@@ -447,6 +556,7 @@ def main():
     ap.add_argument('--out', type=Path, required=True, help='output directory')
     ap.add_argument('--mode', choices=('check', 'run', 'bench'), default='check')
     ap.add_argument('--append', default='', help='extra kernel command line')
+    ap.add_argument('--qemu-opts', default='', help='extra QEMU options (e.g. -icount ...)')
     ap.add_argument('--timeout', type=int, default=900)
     ap.add_argument('--cpus', type=int, default=2)
     ap.add_argument('--memory', default='1G')
@@ -488,6 +598,9 @@ def main():
             log('no report was written (was debugfs mounted, did the modules load?)')
         for f in reports:
             print(f.read_text())
+        layout = slab_layout(args.out, 'slab_debug' in args.append.split())
+        if layout:
+            print_slab_layout(layout[0], layout[1], args.label or args.kdir.name)
     if args.mode == 'bench':
         # No KUnit here: the kernel log must still be clean, and the results must exist.
         problems, _ = judge(args, args.out, kunit=False)

@@ -12,12 +12,14 @@
 //! and does not move the median. Untimed set-up (prefilling the sheaf an allocation benchmark
 //! draws from, reserving result arrays) stays outside the batch.
 
-use core::{fmt, mem::MaybeUninit};
+use core::{fmt, mem::MaybeUninit, ptr::NonNull};
 use kernel::{
     alloc::{allocator, Allocator, Box, Vec},
     bindings,
     debugfs::Dir,
+    new_spinlock,
     prelude::*,
+    sync::Arc,
     time::{Instant, Monotonic},
 };
 
@@ -52,13 +54,15 @@ const BATCH: usize = 10_000;
 /// Shortest batch that keeps timer resolution below 1% of it.
 const MIN_BATCH_NS: u64 = 100_000;
 /// Most results this module produces.
-const MAX_RESULTS: usize = 40;
+const MAX_RESULTS: usize = 96;
 
 /// One benchmark's figures, in picoseconds per operation.
 #[derive(Clone, Copy)]
 struct Figure {
     group: &'static str,
     variant: &'static str,
+    /// The object count of a growth figure; 0 elsewhere.
+    count: usize,
     median_ps: u64,
     min_ps: u64,
     max_ps: u64,
@@ -117,6 +121,7 @@ impl Samples {
         Figure {
             group,
             variant,
+            count: 0,
             median_ps: sorted[sorted.len() / 2],
             min_ps: sorted[0],
             max_ps: sorted[sorted.len() - 1],
@@ -172,47 +177,78 @@ fn timed(f: impl FnOnce()) -> u64 {
 
 type Obj = [u64; 4];
 
-/// Sheaf allocation + free: the raw C calls against `Slot::alloc` and dropping the `SlabBox`.
-///
-/// Each object is initialised (as a C caller would, and as `Slot::alloc` must) and freed right
-/// away, so both sides do exactly the same work and nothing else is timed.
+/// A sheaf of `BATCH` objects straight from the C API, or `ENOMEM`.
+#[cfg(rslab_sheaf)]
+fn raw_sheaf(cache: &KmemCache<Obj>) -> Result<*mut bindings::slab_sheaf> {
+    // SAFETY: `cache` is live; the caller returns the sheaf.
+    let sheaf = unsafe {
+        bindings::kmem_cache_prefill_sheaf(cache.as_raw(), bindings::GFP_KERNEL, BATCH as u32)
+    };
+    if sheaf.is_null() {
+        return Err(ENOMEM);
+    }
+    Ok(sheaf)
+}
+
+/// Returns a sheaf from [`raw_sheaf`].
+#[cfg(rslab_sheaf)]
+fn raw_return(cache: &KmemCache<Obj>, sheaf: *mut bindings::slab_sheaf) {
+    // SAFETY: `sheaf` came from `kmem_cache_prefill_sheaf` on this cache.
+    unsafe { bindings::kmem_cache_return_sheaf(cache.as_raw(), bindings::GFP_KERNEL, sheaf) };
+}
+
+/// The raw C loop: `BATCH` objects taken from a prefilled sheaf, each initialised (as a C
+/// caller would, and as `Slot::alloc` must) and freed right away.
+#[cfg(rslab_sheaf)]
+fn raw_sheaf_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
+    let sheaf = raw_sheaf(cache)?;
+    let ns = timed(|| {
+        for _ in 0..BATCH {
+            // SAFETY: The sheaf holds at least `BATCH` objects.
+            let p =
+                unsafe { bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, sheaf) };
+            // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed right after.
+            unsafe {
+                p.cast::<Obj>().write([0; 4]);
+                bindings::kmem_cache_free(cache.as_raw(), p);
+            }
+        }
+    });
+    raw_return(cache, sheaf);
+    Ok((ns, 2 * BATCH as u64))
+}
+
+/// rslab's loop: the batch claimed at once ([`rslab::sheaf::Sheaf::claims`]), each slot
+/// allocated and the `SlabBox` dropped.
+#[cfg(rslab_sheaf)]
+fn rslab_sheaf_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
+    let sheaf = cache.prefill(BATCH, GFP_KERNEL)?;
+    let claims = sheaf.claims(BATCH)?;
+    let ns = timed(|| {
+        for slot in claims {
+            drop(slot.alloc([0; 4]));
+        }
+    });
+    sheaf.return_with(GFP_KERNEL);
+    Ok((ns, 2 * BATCH as u64))
+}
+
+/// Sheaf allocation + free: the raw C calls against rslab, claiming the batch at once and one
+/// object at a time; and rslab against the design of the posted upstream series, which keeps
+/// an `Arc` of the cache in every object (an atomic increment per allocation, a decrement per
+/// free) and returns an `Option` from each sheaf allocation.
 #[cfg(rslab_sheaf)]
 fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
     measure_pair(
         out,
         "sheaf alloc+free",
-        ("raw C", &mut || {
-            // SAFETY: `cache` is live; the sheaf is returned below.
-            let sheaf = unsafe {
-                bindings::kmem_cache_prefill_sheaf(
-                    cache.as_raw(),
-                    bindings::GFP_KERNEL,
-                    BATCH as u32,
-                )
-            };
-            if sheaf.is_null() {
-                return Err(ENOMEM);
-            }
-            let ns = timed(|| {
-                for _ in 0..BATCH {
-                    // SAFETY: The sheaf holds at least `BATCH` objects.
-                    let p = unsafe {
-                        bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, sheaf)
-                    };
-                    // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed right
-                    // after.
-                    unsafe {
-                        p.cast::<Obj>().write([0; 4]);
-                        bindings::kmem_cache_free(cache.as_raw(), p);
-                    }
-                }
-            });
-            // SAFETY: `sheaf` came from `kmem_cache_prefill_sheaf` on this cache.
-            unsafe {
-                bindings::kmem_cache_return_sheaf(cache.as_raw(), bindings::GFP_KERNEL, sheaf)
-            };
-            Ok((ns, 2 * BATCH as u64))
-        }),
+        ("raw C", &mut || raw_sheaf_batch(cache)),
+        ("rslab", &mut || rslab_sheaf_batch(cache)),
+    )?;
+    measure_pair(
+        out,
+        "sheaf alloc+free, claim()",
+        ("raw C", &mut || raw_sheaf_batch(cache)),
         ("rslab", &mut || {
             let sheaf = cache.prefill(BATCH, GFP_KERNEL)?;
             let ns = timed(|| {
@@ -225,6 +261,37 @@ fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
             sheaf.return_with(GFP_KERNEL);
             Ok((ns, 2 * BATCH as u64))
         }),
+    )?;
+    // The cache's owner in the Arc design; each object holds a clone.
+    let owner = Arc::new((), GFP_KERNEL)?;
+    measure_pair(
+        out,
+        "sheaf alloc+free vs Arc",
+        ("Arc per object", &mut || {
+            let sheaf = raw_sheaf(cache)?;
+            let ns = timed(|| {
+                for _ in 0..BATCH {
+                    // SAFETY: The sheaf holds at least `BATCH` objects.
+                    let p = unsafe {
+                        bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, sheaf)
+                    };
+                    // `Sheaf::alloc` returns `Option`; the object takes a reference to the cache.
+                    if let Some(p) = NonNull::new(p.cast::<Obj>()) {
+                        let cache_ref = owner.clone();
+                        // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed
+                        // right after, when its reference to the cache is dropped too.
+                        unsafe {
+                            p.as_ptr().write([0; 4]);
+                            bindings::kmem_cache_free(cache.as_raw(), p.as_ptr().cast());
+                        }
+                        drop(cache_ref);
+                    }
+                }
+            });
+            raw_return(cache, sheaf);
+            Ok((ns, 2 * BATCH as u64))
+        }),
+        ("rslab", &mut || rslab_sheaf_batch(cache)),
     )
 }
 
@@ -264,18 +331,13 @@ fn cache_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
     )
 }
 
-/// Prefill + return cycles of `count` objects.
+/// Prefill + return cycles of `count` objects, raw and through rslab.
 #[cfg(rslab_sheaf)]
-fn prefill_return(
-    out: &mut KVec<Figure>,
-    cache: &KmemCache<Obj>,
-    group: &'static str,
-    count: usize,
-) -> Result {
+fn prefill_return(out: &mut KVec<Figure>, cache: &KmemCache<Obj>, count: usize) -> Result {
     const CYCLES: usize = 1000;
     measure_pair(
         out,
-        group,
+        "prefill+return",
         ("raw C", &mut || {
             let ns = timed(|| {
                 for _ in 0..CYCLES {
@@ -309,6 +371,153 @@ fn prefill_return(
             Ok((ns, CYCLES as u64))
         }),
     )
+}
+
+/// Prefill + return cycles of a count known at compile time, as in a driver that reserves a
+/// fixed batch: the count's bounds check folds away.
+#[cfg(rslab_sheaf)]
+fn prefill_return_const<const COUNT: usize>(
+    out: &mut KVec<Figure>,
+    cache: &KmemCache<Obj>,
+) -> Result {
+    const CYCLES: usize = 1000;
+    measure_pair(
+        out,
+        "prefill+return, constant count",
+        ("raw C", &mut || {
+            let ns = timed(|| {
+                for _ in 0..CYCLES {
+                    // SAFETY: `cache` is live; a non-NULL sheaf is returned right away.
+                    unsafe {
+                        let s = bindings::kmem_cache_prefill_sheaf(
+                            cache.as_raw(),
+                            bindings::GFP_KERNEL,
+                            COUNT as u32,
+                        );
+                        if !s.is_null() {
+                            bindings::kmem_cache_return_sheaf(
+                                cache.as_raw(),
+                                bindings::GFP_KERNEL,
+                                s,
+                            );
+                        }
+                    }
+                }
+            });
+            Ok((ns, CYCLES as u64))
+        }),
+        ("rslab", &mut || {
+            let ns = timed(|| {
+                for _ in 0..CYCLES {
+                    if let Ok(s) = cache.prefill(COUNT, GFP_KERNEL) {
+                        s.return_with(GFP_KERNEL);
+                    }
+                }
+            });
+            Ok((ns, CYCLES as u64))
+        }),
+    )?;
+    let n = out.len();
+    for f in &mut out[n - 2..] {
+        f.count = COUNT;
+    }
+    Ok(())
+}
+
+/// A full sheaf's allocations: prefill `count`, allocate all of them, free them, return the
+/// sheaf; per object. `held` keeps the objects between allocation and free.
+#[cfg(rslab_sheaf)]
+fn fill(
+    out: &mut KVec<Figure>,
+    cache: &KmemCache<Obj>,
+    count: usize,
+    held: &mut KVec<*mut Obj>,
+) -> Result {
+    let cycles = (20_000 / count).max(50);
+    let mut boxes = KVec::with_capacity(count, GFP_KERNEL)?;
+    measure_pair(
+        out,
+        "prefill+fill+return",
+        ("raw C", &mut || {
+            let ns = timed(|| {
+                for _ in 0..cycles {
+                    // SAFETY: `cache` is live; the sheaf holds `count` objects, each freed
+                    // below, and is returned.
+                    unsafe {
+                        let s = bindings::kmem_cache_prefill_sheaf(
+                            cache.as_raw(),
+                            bindings::GFP_KERNEL,
+                            count as u32,
+                        );
+                        if s.is_null() {
+                            continue;
+                        }
+                        for _ in 0..count {
+                            let p =
+                                bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, s)
+                                    .cast::<Obj>();
+                            p.write([0; 4]);
+                            // `held` has room for `count`: no allocation.
+                            let _ = held.push(p, GFP_NOWAIT);
+                        }
+                        for p in held.drain_all() {
+                            bindings::kmem_cache_free(cache.as_raw(), p.cast());
+                        }
+                        bindings::kmem_cache_return_sheaf(cache.as_raw(), bindings::GFP_KERNEL, s);
+                    }
+                }
+            });
+            Ok((ns, (cycles * count) as u64))
+        }),
+        ("rslab", &mut || {
+            let ns = timed(|| {
+                for _ in 0..cycles {
+                    let Ok(s) = cache.prefill(count, GFP_KERNEL) else {
+                        continue;
+                    };
+                    if let Ok(claims) = s.claims(count) {
+                        for slot in claims {
+                            // `boxes` has room for `count`: no allocation.
+                            let _ = boxes.push(slot.alloc([0; 4]), GFP_NOWAIT);
+                        }
+                    }
+                    boxes.clear();
+                    s.return_with(GFP_KERNEL);
+                }
+            });
+            Ok((ns, (cycles * count) as u64))
+        }),
+    )
+}
+
+/// How prefill+return and a full sheaf's allocations grow with the count, from 1 to four times
+/// the cache's sheaf capacity (the kernel's, measured). Returns the capacity.
+#[cfg(rslab_sheaf)]
+fn growth(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result<usize> {
+    // A regular prefill fills the sheaf to the cache's capacity.
+    let capacity = cache.prefill(1, GFP_KERNEL)?.len();
+    let mut held = KVec::with_capacity(4 * capacity, GFP_KERNEL)?;
+    for count in [
+        1,
+        capacity / 4,
+        capacity / 2,
+        3 * capacity / 4,
+        capacity,
+        capacity + 1,
+        3 * capacity / 2,
+        2 * capacity,
+        3 * capacity,
+        4 * capacity,
+    ] {
+        let count = count.max(1);
+        prefill_return(out, cache, count)?;
+        fill(out, cache, count, &mut held)?;
+        let n = out.len();
+        for f in &mut out[n - 4..] {
+            f.count = count;
+        }
+    }
+    Ok(capacity)
 }
 
 /// One batch of `Box::new` + drop over allocator `A`; `held` keeps the boxes between the two.
@@ -368,9 +577,246 @@ fn vec_growth(out: &mut KVec<Figure>) -> Result {
     )
 }
 
+/// Allocations made under the lock by each method of the pressure benchmark.
+#[cfg(rslab_sheaf)]
+const PRESSURE_OBJECTS: usize = 8192;
+/// The object of the pressure benchmark; uninitialised, so that nothing but the allocation is
+/// timed.
+#[cfg(rslab_sheaf)]
+type PressureObj = MaybeUninit<[u8; 1024]>;
+/// Memory the hog gives back once it has taken all it could, so that the rest of the system
+/// keeps working: the allocations under test find this much above the watermarks.
+#[cfg(rslab_sheaf)]
+const HOG_SLACK_PAGES: usize = 512;
+
+/// A memory hog: order-0 pages taken until the page allocator, after one round of direct
+/// reclaim, has none left (`__GFP_NORETRY`: no OOM killer, `__GFP_NOWARN`: no report), kept
+/// in a list threaded through the pages themselves. Dropping it frees them.
+#[cfg(rslab_sheaf)]
+struct Hog {
+    head: usize,
+    pages: usize,
+}
+
+#[cfg(rslab_sheaf)]
+impl Hog {
+    fn fill() -> Self {
+        let gfp =
+            bindings::GFP_KERNEL | bindings::__GFP_NOWARN | (1 << bindings::___GFP_NORETRY_BIT);
+        let mut hog = Hog { head: 0, pages: 0 };
+        loop {
+            // SAFETY: Any flags and order 0 are valid; a non-zero result is a page we own.
+            let page = unsafe { bindings::get_free_pages_noprof(gfp, 0) } as usize;
+            if page == 0 {
+                break;
+            }
+            // SAFETY: `page` is a fresh, mapped, page-aligned page owned by the hog.
+            unsafe { (page as *mut usize).write(hog.head) };
+            hog.head = page;
+            hog.pages += 1;
+        }
+        // Give some back, so that the system keeps breathing.
+        for _ in 0..HOG_SLACK_PAGES {
+            hog.pop();
+        }
+        hog
+    }
+
+    fn pop(&mut self) {
+        if self.head != 0 {
+            let page = self.head;
+            // SAFETY: `page` is a hog page; its first word links to the next one.
+            self.head = unsafe { (page as *const usize).read() };
+            // SAFETY: `page` came from `get_free_pages_noprof(_, 0)` and is not used again.
+            unsafe { bindings::free_pages(page as _, 0) };
+            self.pages -= 1;
+        }
+    }
+}
+
+#[cfg(rslab_sheaf)]
+impl Drop for Hog {
+    fn drop(&mut self) {
+        while self.head != 0 {
+            self.pop();
+        }
+    }
+}
+
+/// Free memory, in KiB.
+#[cfg(rslab_sheaf)]
+fn free_kib() -> u64 {
+    // SAFETY: `sysinfo` is plain data that `si_meminfo` fills in.
+    let mut info: bindings::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: `info` is valid for writes.
+    unsafe { bindings::si_meminfo(&mut info) };
+    info.freeram as u64 * info.mem_unit as u64 / 1024
+}
+
+/// One method's figures under pressure.
+#[cfg(rslab_sheaf)]
+#[derive(Clone, Copy)]
+struct Method {
+    name: &'static str,
+    failures: usize,
+    p50: u64,
+    p99: u64,
+    max: u64,
+}
+
+/// Sorts in place (heapsort: no allocation, no recursion).
+#[cfg(rslab_sheaf)]
+fn sort(v: &mut [u64]) {
+    fn sift(v: &mut [u64], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
+#[cfg(rslab_sheaf)]
+fn percentiles(name: &'static str, failures: usize, lat: &mut [u64]) -> Method {
+    sort(lat);
+    let at = |q: usize| lat.get((lat.len() * q / 100).min(lat.len().saturating_sub(1)));
+    Method {
+        name,
+        failures,
+        p50: at(50).copied().unwrap_or(0),
+        p99: at(99).copied().unwrap_or(0),
+        max: lat.last().copied().unwrap_or(0),
+    }
+}
+
+/// Times one allocation.
+#[cfg(rslab_sheaf)]
+#[inline(always)]
+fn time_one<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let start = Instant::<Monotonic>::now();
+    let r = f();
+    (r, start.elapsed().as_nanos() as u64)
+}
+
+/// Under real memory pressure, `PRESSURE_OBJECTS` allocations inside a spinlock with
+/// `GFP_ATOMIC`, with `GFP_NOWAIT`, and from a sheaf reserved beforehand: failures and latency
+/// percentiles. Each method allocates from a fresh cache of its own (so that no method finds
+/// the objects another one freed), destroyed afterwards.
+#[cfg(rslab_sheaf)]
+fn pressure() -> Result<Pressure> {
+    let mut lat = KVec::with_capacity(PRESSURE_OBJECTS, GFP_KERNEL)?;
+    let mut methods = KVec::with_capacity(3, GFP_KERNEL)?;
+    let lock = KBox::pin_init(new_spinlock!(()), GFP_KERNEL)?;
+    // The driver's reservation, made where it may sleep and may fail, before the pressure.
+    let sheaf_cache =
+        KmemCache::<PressureObj>::new(c"rslab_bench_pressure_sheaf", CacheOptions::new())?;
+    let mut sheaf_objs = KVec::with_capacity(PRESSURE_OBJECTS, GFP_KERNEL)?;
+    let sheaf = sheaf_cache.prefill(PRESSURE_OBJECTS, GFP_KERNEL)?;
+    let claims = sheaf.claims(PRESSURE_OBJECTS)?;
+
+    // Everything but the allocations under test is set up before the pressure: a cache of its
+    // own per method and room for what it allocates.
+    let atomic =
+        KmemCache::<PressureObj>::new(c"rslab_bench_pressure_atomic", CacheOptions::new())?;
+    let nowait =
+        KmemCache::<PressureObj>::new(c"rslab_bench_pressure_nowait", CacheOptions::new())?;
+    let mut atomic_objs = KVec::with_capacity(PRESSURE_OBJECTS, GFP_KERNEL)?;
+    let mut nowait_objs = KVec::with_capacity(PRESSURE_OBJECTS, GFP_KERNEL)?;
+
+    let hog = Hog::fill();
+    let free = free_kib();
+    for (name, flags, cache, objs) in [
+        (
+            "GFP_ATOMIC",
+            GFP_ATOMIC | __GFP_NOWARN,
+            &atomic,
+            &mut atomic_objs,
+        ),
+        (
+            "GFP_NOWAIT",
+            GFP_NOWAIT | __GFP_NOWARN,
+            &nowait,
+            &mut nowait_objs,
+        ),
+    ] {
+        let mut failures = 0;
+        lat.clear();
+        {
+            let _guard = lock.lock();
+            for _ in 0..PRESSURE_OBJECTS {
+                let (r, ns) = time_one(|| cache.alloc(MaybeUninit::uninit(), flags));
+                // Both vectors have the capacity: these pushes do not allocate.
+                lat.push(ns, GFP_NOWAIT)?;
+                match r {
+                    Ok(o) => objs.push(o, GFP_NOWAIT)?,
+                    Err(_) => failures += 1,
+                }
+            }
+        }
+        // Free them and give the empty slabs back, so that the next method finds the memory
+        // this one took.
+        objs.clear();
+        // SAFETY: `cache` is live.
+        unsafe { bindings::kmem_cache_shrink(cache.as_raw()) };
+        methods.push(percentiles(name, failures, &mut lat), GFP_NOWAIT)?;
+    }
+    lat.clear();
+    {
+        let _guard = lock.lock();
+        for slot in claims {
+            let (o, ns) = time_one(|| slot.alloc(MaybeUninit::uninit()));
+            lat.push(ns, GFP_NOWAIT)?;
+            sheaf_objs.push(o, GFP_NOWAIT)?;
+        }
+    }
+    let taken = sheaf_objs.len();
+    methods.push(
+        percentiles("sheaf (reserved)", PRESSURE_OBJECTS - taken, &mut lat),
+        GFP_NOWAIT,
+    )?;
+    let hog_kib = hog.pages as u64 * 4;
+    drop(hog);
+    drop(sheaf_objs);
+    drop(sheaf);
+    Ok(Pressure {
+        hog_kib,
+        free_kib: free,
+        methods,
+    })
+}
+
+/// The pressure benchmark's results.
+#[cfg(rslab_sheaf)]
+struct Pressure {
+    hog_kib: u64,
+    free_kib: u64,
+    methods: KVec<Method>,
+}
+
 /// All results, rendered as JSON.
 struct Results {
     figures: KVec<Figure>,
+    #[cfg(rslab_sheaf)]
+    pressure: Pressure,
+    /// The benchmark cache's sheaf capacity, as the kernel set it (0 without sheaves).
+    capacity: usize,
 }
 
 impl fmt::Debug for Results {
@@ -378,6 +824,29 @@ impl fmt::Debug for Results {
         writeln!(f, "{{")?;
         writeln!(f, "  \"unit\": \"ps/op\",")?;
         writeln!(f, "  \"sheaf_api\": {},", rslab::HAVE_SHEAVES)?;
+        writeln!(f, "  \"sheaf_capacity\": {},", self.capacity)?;
+        #[cfg(rslab_sheaf)]
+        {
+            let p = &self.pressure;
+            write!(
+                f,
+                "  \"pressure\": {{\"objects\": {}, \"size\": 1024, \"hog_kib\": {}, \"free_kib\": {}, \"methods\": [",
+                PRESSURE_OBJECTS, p.hog_kib, p.free_kib
+            )?;
+            for (i, m) in p.methods.iter().enumerate() {
+                write!(
+                    f,
+                    "{}{{\"method\": \"{}\", \"failures\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"max_ns\": {}}}",
+                    if i == 0 { "" } else { ", " },
+                    m.name,
+                    m.failures,
+                    m.p50,
+                    m.p99,
+                    m.max
+                )?;
+            }
+            writeln!(f, "]}},")?;
+        }
         writeln!(
             f,
             "  \"rounds\": {},",
@@ -392,9 +861,10 @@ impl fmt::Debug for Results {
         for (i, r) in self.figures.iter().enumerate() {
             writeln!(
                 f,
-                "    {{\"group\": \"{}\", \"variant\": \"{}\", \"median_ps\": {}, \"min_ps\": {}, \"max_ps\": {}, \"ops\": {}, \"batch_ns\": {}}}{}",
+                "    {{\"group\": \"{}\", \"variant\": \"{}\", \"count\": {}, \"median_ps\": {}, \"min_ps\": {}, \"max_ps\": {}, \"ops\": {}, \"batch_ns\": {}}}{}",
                 r.group,
                 r.variant,
+                r.count,
                 r.median_ps,
                 r.min_ps,
                 r.max_ps,
@@ -415,14 +885,11 @@ fn run() -> Result<Results> {
     sheaf_alloc(&mut figures, &cache)?;
     cache_alloc(&mut figures, &cache)?;
     #[cfg(rslab_sheaf)]
-    for (group, count) in [
-        ("prefill+return 1", 1),
-        ("prefill+return 10", 10),
-        ("prefill+return 32", 32),
-        ("prefill+return 100", 100),
-    ] {
-        prefill_return(&mut figures, &cache, group, count)?;
-    }
+    let capacity = growth(&mut figures, &cache)?;
+    #[cfg(rslab_sheaf)]
+    prefill_return_const::<32>(&mut figures, &cache)?;
+    #[cfg(not(rslab_sheaf))]
+    let capacity = 0;
     boxes::<8>(&mut figures, "Box::new 8 B")?;
     boxes::<96>(&mut figures, "Box::new 96 B")?;
     boxes::<192>(&mut figures, "Box::new 192 B")?;
@@ -431,8 +898,9 @@ fn run() -> Result<Results> {
     vec_growth(&mut figures)?;
     for r in figures.iter() {
         pr_info!(
-            "{:<24} {:<15} {:>6}.{:01} ns/op (min {}.{:01}, max {}.{:01})\n",
+            "{:<26} {:>4} {:<15} {:>6}.{:01} ns/op (min {}.{:01}, max {}.{:01})\n",
             r.group,
+            r.count,
             r.variant,
             r.median_ps / 1000,
             r.median_ps % 1000 / 100,
@@ -442,7 +910,26 @@ fn run() -> Result<Results> {
             r.max_ps % 1000 / 100
         );
     }
-    Ok(Results { figures })
+    // Last: the guest is short of memory while it runs.
+    #[cfg(rslab_sheaf)]
+    let pressure = pressure()?;
+    #[cfg(rslab_sheaf)]
+    for m in pressure.methods.iter() {
+        pr_info!(
+            "pressure {:<18} {:>5} failures  p50 {} p99 {} max {}\n",
+            m.name,
+            m.failures,
+            m.p50,
+            m.p99,
+            m.max
+        );
+    }
+    Ok(Results {
+        figures,
+        #[cfg(rslab_sheaf)]
+        pressure,
+        capacity,
+    })
 }
 
 #[pin_data]
