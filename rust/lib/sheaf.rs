@@ -545,7 +545,11 @@ mod tests {
         let c = cache(c"rslab_test_exact")?;
         let mut s = c.prefill(40, GFP_KERNEL)?;
         // What was asked for is claimable; what the kernel added only after a recount.
-        check!(s.available() == 40, "available {} after prefill(40)", s.available());
+        check!(
+            s.available() == 40,
+            "available {} after prefill(40)",
+            s.available()
+        );
         let n = s.recount();
         check!(
             n == s.len() && n >= 40 && s.available() == n,

@@ -263,7 +263,12 @@ pub(crate) fn run(seed: u64, ops: u64) -> Result<Counts> {
                             diverged!(step, "refill({}) took {} objects to {}", n, before, s.len());
                         }
                         if s.available() != s.len() {
-                            diverged!(step, "after refill {} of {} claimable", s.available(), s.len());
+                            diverged!(
+                                step,
+                                "after refill {} of {} claimable",
+                                s.available(),
+                                s.len()
+                            );
                         }
                     }
                 }
