@@ -33,7 +33,7 @@ impl kernel::Module for RslabDoctests {
 }
 
 /// The generated cases: each example, wrapped as an `extern "C"` KUnit case, and the suite.
-#[allow(unreachable_pub, clippy::undocumented_unsafe_blocks)]
+#[allow(dead_code, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 mod generated {
     #[allow(unused_imports)]
     use crate::rslab;
