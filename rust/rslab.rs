@@ -11,6 +11,7 @@ use kernel::{debugfs::Dir, prelude::*};
 #[path = "lib/mod.rs"]
 pub mod rslab;
 
+mod layout_probe;
 mod report;
 
 /// Test-only stress suites: model-based random testing and concurrency.
@@ -51,6 +52,9 @@ struct RslabModule {
     _report: kernel::debugfs::File<report::Report>,
     #[pin]
     _stats: kernel::debugfs::File<rslab::stats::StatsFile>,
+    /// Caches whose layout shows what the kmalloc alignment guarantee costs, read by the runner
+    /// from `/sys/kernel/slab/rslab_layout_*` while the module is loaded.
+    _layout: layout_probe::LayoutProbes,
 }
 
 impl kernel::InPlaceModule for RslabModule {
@@ -63,6 +67,11 @@ impl kernel::InPlaceModule for RslabModule {
                 dir.read_only_file(c"report", report)
             },
             _stats <- dir.read_only_file(c"kmalloc_stats", rslab::stats::StatsFile),
+            _layout: {
+                let probes = layout_probe::LayoutProbes::create()?;
+                pr_info!("{} slab layout probe caches\n", probes.len());
+                probes
+            },
             _dir: dir,
         })
     }
