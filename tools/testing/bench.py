@@ -238,7 +238,7 @@ def charts(out: Path, modes, ratios):
     all_x = [r['ratio'] for rows in shown.values() for r in rows]
     ax.set_xlim(min(0.55, min(all_x) - 0.05), max(1.1, max(all_x) + 0.05))
     ax.grid(axis='x', alpha=0.3)
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='lower left', fontsize=8)
     ax.set_title('rslab against its baselines, measured side by side in one boot per mode')
     fig.tight_layout()
     fig.savefig(out / 'ratios.png', dpi=110)
