@@ -52,9 +52,14 @@ type Link<'c> = Option<SlabBox<'c, Node<'c>>>;
 /// The module's node cache; created in module init, destroyed in module exit.
 static NODES: StaticCache<Node<'static>> = StaticCache::new();
 
+/// One past the last ID: IDs are the `u32` values from 1 to `u32::MAX`.
+const ID_END: u64 = u32::MAX as u64 + 1;
+
 struct Inner<'c> {
     buckets: [Link<'c>; BUCKETS],
-    next_id: u32,
+    /// The next ID to hand out; `ID_END` once the ID space is used up. A `u64`, so that
+    /// counting up to `ID_END` cannot overflow under the lock.
+    next_id: u64,
     len: usize,
 }
 
@@ -86,17 +91,25 @@ fn bucket(id: u32) -> usize {
 
 impl<'c> IdMap<'c> {
     fn new(cache: &'c KmemCache<Node<'c>>) -> impl PinInit<Self> + 'c {
+        Self::starting_at(cache, 1)
+    }
+
+    /// A map whose first ID is `first` (tests start near the end of the ID space).
+    fn starting_at(cache: &'c KmemCache<Node<'c>>, first: u32) -> impl PinInit<Self> + 'c {
         pin_init!(Self {
             cache,
             inner <- new_spinlock!(Inner {
                 buckets: [const { None }; BUCKETS],
-                next_id: 1,
+                next_id: u64::from(first),
                 len: 0,
             }),
         })
     }
 
     /// Stores `values` under consecutive new IDs and returns the first one.
+    ///
+    /// Fails with `ENOSPC`, changing nothing, when the ID space has fewer IDs left than
+    /// `values` needs, and as [`KmemCache::prefill`] does.
     ///
     /// # Context
     ///
@@ -112,9 +125,16 @@ impl<'c> IdMap<'c> {
         let first;
         {
             let mut inner = self.inner.lock();
-            first = inner.next_id;
+            // The whole batch's IDs, checked before anything changes: on failure the claims go
+            // back to the sheaf and the sheaf to the cache. `next_id <= ID_END` and a batch is
+            // at most `MAX_SHEAF_OBJECTS`, so the sum cannot overflow a `u64`.
+            if inner.next_id + values.len() as u64 > ID_END {
+                return Err(ENOSPC);
+            }
+            // Below `ID_END`, as every ID of the batch: the casts are exact.
+            first = inner.next_id as u32;
             for (slot, &value) in slots.zip(values) {
-                let id = inner.next_id;
+                let id = inner.next_id as u32;
                 inner.next_id += 1;
                 let b = bucket(id);
                 let next = inner.buckets[b].take();
@@ -328,6 +348,28 @@ mod tests {
             assert_eq!(map.len(), 502);
             Ok(())
         })
+    }
+
+    #[test]
+    fn exhausted_id_space_is_an_error() -> Result {
+        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
+        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2));
+        let r = (|| -> Result {
+            assert_eq!(map.insert_batch(&[1, 2])?, u32::MAX - 2);
+            // Two values, one ID left: refused, and nothing changes.
+            assert!(matches!(map.insert_batch(&[3, 4]), Err(e) if e == ENOSPC));
+            assert_eq!(map.len(), 2);
+            assert_eq!(map.get(u32::MAX), None);
+            // The last ID, then none.
+            assert_eq!(map.insert_batch(&[5])?, u32::MAX);
+            assert!(matches!(map.insert_batch(&[6]), Err(e) if e == ENOSPC));
+            assert_eq!(map.get(u32::MAX), Some(5));
+            assert_eq!(map.get(u32::MAX - 1), Some(2));
+            assert_eq!(map.len(), 3);
+            Ok(())
+        })();
+        map.clear();
+        r
     }
 
     #[test]
