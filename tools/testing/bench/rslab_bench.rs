@@ -331,59 +331,51 @@ fn cache_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
     )
 }
 
-/// Prefill + return cycles of `count` objects, raw and through rslab.
 #[cfg(rslab_sheaf)]
-fn prefill_return(out: &mut KVec<Figure>, cache: &KmemCache<Obj>, count: usize) -> Result {
-    const CYCLES: usize = 1000;
-    measure_pair(
-        out,
-        "prefill+return",
-        ("raw C", &mut || {
-            let ns = timed(|| {
-                for _ in 0..CYCLES {
-                    // SAFETY: `cache` is live; a non-NULL sheaf is returned right away.
-                    unsafe {
-                        let s = bindings::kmem_cache_prefill_sheaf(
-                            cache.as_raw(),
-                            bindings::GFP_KERNEL,
-                            count as u32,
-                        );
-                        if !s.is_null() {
-                            bindings::kmem_cache_return_sheaf(
-                                cache.as_raw(),
-                                bindings::GFP_KERNEL,
-                                s,
-                            );
-                        }
-                    }
-                }
-            });
-            Ok((ns, CYCLES as u64))
-        }),
-        ("rslab", &mut || {
-            let ns = timed(|| {
-                for _ in 0..CYCLES {
-                    if let Ok(s) = cache.prefill(count, GFP_KERNEL) {
-                        s.return_with(GFP_KERNEL);
-                    }
-                }
-            });
-            Ok((ns, CYCLES as u64))
-        }),
-    )
+/// A prefill count, known at run time or at compile time (where its bounds check folds away,
+/// as in a driver that reserves a fixed batch).
+trait Count: Copy {
+    fn get(self) -> usize;
 }
 
-/// Prefill + return cycles of a count known at compile time, as in a driver that reserves a
-/// fixed batch: the count's bounds check folds away.
 #[cfg(rslab_sheaf)]
-fn prefill_return_const<const COUNT: usize>(
+/// A count known at run time.
+#[derive(Clone, Copy)]
+struct Runtime(usize);
+
+#[cfg(rslab_sheaf)]
+impl Count for Runtime {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self.0
+    }
+}
+
+#[cfg(rslab_sheaf)]
+/// A count known at compile time.
+#[derive(Clone, Copy)]
+struct Const<const N: usize>;
+
+#[cfg(rslab_sheaf)]
+impl<const N: usize> Count for Const<N> {
+    #[inline(always)]
+    fn get(self) -> usize {
+        N
+    }
+}
+
+/// Prefill + return cycles of `count` objects, raw and through rslab.
+#[cfg(rslab_sheaf)]
+fn prefill_return(
     out: &mut KVec<Figure>,
     cache: &KmemCache<Obj>,
+    group: &'static str,
+    count: impl Count,
 ) -> Result {
     const CYCLES: usize = 1000;
     measure_pair(
         out,
-        "prefill+return, constant count",
+        group,
         ("raw C", &mut || {
             let ns = timed(|| {
                 for _ in 0..CYCLES {
@@ -392,7 +384,7 @@ fn prefill_return_const<const COUNT: usize>(
                         let s = bindings::kmem_cache_prefill_sheaf(
                             cache.as_raw(),
                             bindings::GFP_KERNEL,
-                            COUNT as u32,
+                            count.get() as u32,
                         );
                         if !s.is_null() {
                             bindings::kmem_cache_return_sheaf(
@@ -409,7 +401,7 @@ fn prefill_return_const<const COUNT: usize>(
         ("rslab", &mut || {
             let ns = timed(|| {
                 for _ in 0..CYCLES {
-                    if let Ok(s) = cache.prefill(COUNT, GFP_KERNEL) {
+                    if let Ok(s) = cache.prefill(count.get(), GFP_KERNEL) {
                         s.return_with(GFP_KERNEL);
                     }
                 }
@@ -419,7 +411,7 @@ fn prefill_return_const<const COUNT: usize>(
     )?;
     let n = out.len();
     for f in &mut out[n - 2..] {
-        f.count = COUNT;
+        f.count = count.get();
     }
     Ok(())
 }
@@ -510,10 +502,10 @@ fn growth(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result<usize> {
         4 * capacity,
     ] {
         let count = count.max(1);
-        prefill_return(out, cache, count)?;
+        prefill_return(out, cache, "prefill+return", Runtime(count))?;
         fill(out, cache, count, &mut held)?;
         let n = out.len();
-        for f in &mut out[n - 4..] {
+        for f in &mut out[n - 2..] {
             f.count = count;
         }
     }
@@ -628,7 +620,7 @@ impl Hog {
             // SAFETY: `page` is a hog page; its first word links to the next one.
             self.head = unsafe { (page as *const usize).read() };
             // SAFETY: `page` came from `get_free_pages_noprof(_, 0)` and is not used again.
-            unsafe { bindings::free_pages(page as _, 0) };
+            unsafe { bindings::free_pages(page as kernel::ffi::c_ulong, 0) };
             self.pages -= 1;
         }
     }
@@ -650,7 +642,7 @@ fn free_kib() -> u64 {
     let mut info: bindings::sysinfo = unsafe { core::mem::zeroed() };
     // SAFETY: `info` is valid for writes.
     unsafe { bindings::si_meminfo(&mut info) };
-    info.freeram as u64 * info.mem_unit as u64 / 1024
+    info.freeram as u64 * u64::from(info.mem_unit) / 1024
 }
 
 /// One method's figures under pressure.
@@ -887,7 +879,12 @@ fn run() -> Result<Results> {
     #[cfg(rslab_sheaf)]
     let capacity = growth(&mut figures, &cache)?;
     #[cfg(rslab_sheaf)]
-    prefill_return_const::<32>(&mut figures, &cache)?;
+    prefill_return(
+        &mut figures,
+        &cache,
+        "prefill+return, constant count",
+        Const::<32>,
+    )?;
     #[cfg(not(rslab_sheaf))]
     let capacity = 0;
     boxes::<8>(&mut figures, "Box::new 8 B")?;
