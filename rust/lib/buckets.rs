@@ -15,7 +15,7 @@
 //! minimum alignment, so the runtime minimum acts like an alignment every request carries
 //! implicitly: [`ideal_bucket`] uses it that way.
 
-use crate::rslab::layout::{pow2_divisor, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
+use super::layout::{pow2_divisor, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kernel::{
     alloc::{allocator::Kmalloc, Allocator, NumaNode},
     bindings,
@@ -269,8 +269,8 @@ pub fn ideal_bucket(layout: Layout) -> Option<usize> {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_align)]
 mod tests {
+    use super::super::check;
     use super::*;
-    use crate::rslab::check;
 
     /// Objects allocated per bucket and request size.
     const BATCH: usize = 64;

@@ -6,11 +6,11 @@
 //! `__kmem_cache_create_args()` and destroyed when it is dropped. Objects are initialised in
 //! place and handed out as [`SlabBox<'c, T>`], an owning pointer that borrows the cache: the
 //! borrow checker, not a reference count, makes it impossible to destroy the cache while an
-//! object (or a [`Sheaf`](crate::rslab::sheaf::Sheaf)) still needs it. Allocation and free
+//! object (or a [`Sheaf`](super::sheaf::Sheaf)) still needs it. Allocation and free
 //! touch no atomic counter of rslab's.
 //!
 //! For the common case of a cache that lives as long as the module, create it in module init
-//! and keep it in a [`StaticCache`](crate::rslab::static_cache::StaticCache); its objects are
+//! and keep it in a [`StaticCache`](super::static_cache::StaticCache); its objects are
 //! `SlabBox<'static, T>`.
 //!
 //! # Examples
@@ -31,7 +31,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::gfp;
+use super::gfp;
 use core::{
     marker::PhantomData,
     mem,
@@ -88,7 +88,7 @@ pub const SHEAF_HEADER_MAX: usize = 64;
 /// object, so they must fit `KMALLOC_MAX_SIZE`; a larger sheaf would make the page allocator
 /// warn before the allocation fails.
 pub const MAX_SHEAF_OBJECTS: usize =
-    (crate::rslab::layout::KMALLOC_MAX_SIZE - SHEAF_HEADER_MAX) / mem::size_of::<*mut u8>();
+    (super::layout::KMALLOC_MAX_SIZE - SHEAF_HEADER_MAX) / mem::size_of::<*mut u8>();
 
 /// How to create a [`KmemCache`].
 #[derive(Clone, Copy, Debug)]
@@ -226,7 +226,7 @@ impl<T> KmemCache<T> {
     /// Process context; may sleep.
     pub fn new(name: &CStr, options: CacheOptions) -> Result<Self> {
         let size = mem::size_of::<T>();
-        if size == 0 || size > crate::rslab::layout::KMALLOC_MAX_SIZE {
+        if size == 0 || size > super::layout::KMALLOC_MAX_SIZE {
             return Err(EINVAL);
         }
         if options.sheaf_capacity as usize > MAX_SHEAF_OBJECTS {
@@ -335,7 +335,7 @@ impl<T> KmemCache<T> {
         let slot = self.alloc_uninit(gfp::slab(flags).map_err(|_| EINVAL)?)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, never moves (it is a
         // slab object until it is freed), and is not used again if the initialiser fails.
-        match unsafe { crate::rslab::pin_init_slot(slot.as_ptr(), init) } {
+        match unsafe { super::pin_init_slot(slot.as_ptr(), init) } {
             // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
             Ok(()) => Ok(SlabBox::into_pin(unsafe { SlabBox::from_raw(slot, self) })),
             Err(e) => {
@@ -513,8 +513,8 @@ impl<T> Drop for SlabBox<'_, T> {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_cache)]
 mod tests {
+    use super::super::check;
     use super::*;
-    use crate::rslab::check;
     use core::cell::Cell;
     use kernel::{
         ffi::c_ulong,

@@ -3,13 +3,13 @@
 //! A kmalloc [`Allocator`] for [`Box`] and [`Vec`] on the extended alignment guarantee.
 //!
 //! [`Kmalloc`] asks kmalloc for `layout.size()` rounded up to a multiple of `layout.align()`
-//! (see [`crate::rslab::layout`]) and nothing more: a 96-byte, 32-aligned object lands in
+//! (see [`layout`](super::layout)) and nothing more: a 96-byte, 32-aligned object lands in
 //! `kmalloc-96`, not `kmalloc-128`. Layouts kmalloc cannot serve (larger than
 //! `KMALLOC_MAX_SIZE`) fail with [`AllocError`] before the allocator is called, so they never
 //! trigger the page allocator's warning.
 //!
 //! Flags the slab allocator does not accept (`__GFP_HIGHMEM` and the rest of
-//! [`SLAB_BUG_MASK`](crate::rslab::gfp::SLAB_BUG_MASK)) fail with [`AllocError`] too, where the
+//! [`SLAB_BUG_MASK`](super::gfp::SLAB_BUG_MASK)) fail with [`AllocError`] too, where the
 //! kernel would warn "Unexpected gfp ... Fix your code!" with a stack dump.
 //!
 //! The final call is delegated to the kernel crate's own [`kernel::alloc::allocator::Kmalloc`]
@@ -35,7 +35,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::{gfp, layout::kmalloc_size};
+use super::{gfp, layout::kmalloc_size};
 use core::{alloc::Layout, ptr::NonNull};
 use kernel::{
     alloc::{allocator, AllocError, Allocator, Box, Flags, NumaNode, Vec},
@@ -101,12 +101,12 @@ unsafe impl Allocator for Kmalloc {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_kmalloc)]
 mod tests {
-    use super::*;
-    use crate::rslab::{
+    use super::super::{
         buckets::{self, ideal_bucket, Buckets},
         check,
         layout::{pow2_padded_size, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE},
     };
+    use super::*;
     use kernel::{page::PAGE_SIZE, prelude::*};
 
     /// Request sizes that hit every bucket boundary: every size up to 256, every 8th above,

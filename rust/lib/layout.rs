@@ -10,7 +10,7 @@
 //! multiple of `align`, so its largest power-of-two divisor is at least `align`, and so is the
 //! object's alignment. Padding to the next power of two is never needed.
 //!
-//! The rule is pure arithmetic; [`crate::rslab::buckets`] checks at run time that the running
+//! The rule is pure arithmetic; [`buckets`](super::buckets) checks at run time that the running
 //! kernel keeps its side of the bargain.
 
 use core::alloc::Layout;

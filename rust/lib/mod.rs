@@ -16,8 +16,12 @@
 //! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
 //!
 //! An out-of-tree module cannot link against another module's Rust crate, so drivers include
-//! this directory as a module named `rslab` at the root of their own crate, with a `#[path]`
-//! attribute pointing at this file (see `samples/rslab_idmap.rs`).
+//! this directory as a module of their own crate, with a `#[path]` attribute pointing at this
+//! file (see `samples/rslab_idmap.rs`). The library names its own parts relative to itself
+//! (`super::`), so it may be mounted under any name and anywhere in the crate
+//! (`samples/rslab_mount.rs` mounts it as `slab` inside a submodule); only
+//! [`static_cache_allocator!`](crate::static_cache_allocator) needs to be told where it is when
+//! that is not `rslab` at the crate root.
 
 pub mod buckets;
 pub mod cache;

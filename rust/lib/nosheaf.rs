@@ -14,11 +14,11 @@
 //!
 //! Calling [`KmemCache::prefill`] here fails to compile with that explanation.
 
-use crate::rslab::cache::KmemCache;
+use super::cache::KmemCache;
 use core::{convert::Infallible, marker::PhantomData};
 use kernel::{alloc::Flags, prelude::*};
 
-pub use crate::rslab::cache::MAX_SHEAF_OBJECTS;
+pub use super::cache::MAX_SHEAF_OBJECTS;
 
 /// Implemented by nothing: a bound on the stubs below that makes every call a compile error
 /// which says why the sheaf API is missing and how to get it.

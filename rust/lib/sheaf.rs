@@ -54,7 +54,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::{
+use super::{
     cache::{KmemCache, SlabBox},
     gfp,
 };
@@ -65,7 +65,7 @@ use kernel::{
     prelude::*,
 };
 
-pub use crate::rslab::cache::MAX_SHEAF_OBJECTS;
+pub use super::cache::MAX_SHEAF_OBJECTS;
 
 fn sheaf_count(count: usize) -> Result<u32> {
     if count == 0 {
@@ -390,7 +390,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         let p = self.take();
         // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`; it never moves
         // until it is freed.
-        let Ok(()) = unsafe { crate::rslab::pin_init_slot(p.as_ptr(), init) };
+        let Ok(()) = unsafe { super::pin_init_slot(p.as_ptr(), init) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
         SlabBox::into_pin(unsafe { SlabBox::from_raw(p, cache) })
     }
@@ -454,8 +454,8 @@ impl<T> Drop for Slot<'_, '_, T> {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_sheaf)]
 mod tests {
+    use super::super::{cache::CacheFlags, cache::CacheOptions, check};
     use super::*;
-    use crate::rslab::{cache::CacheFlags, cache::CacheOptions, check};
     use core::mem::MaybeUninit;
     use kernel::{new_spinlock, sync::SpinLock};
     use pin_init::stack_pin_init;
@@ -652,7 +652,7 @@ mod tests {
         for (i, u) in used.iter_mut().enumerate() {
             let s = c.prefill(i + 1, GFP_KERNEL)?;
             // SAFETY: An oversize sheaf is a live kmalloc object until it is returned below.
-            *u = unsafe { crate::rslab::buckets::ksize(s.raw.cast()) };
+            *u = unsafe { super::super::buckets::ksize(s.raw.cast()) };
         }
         let header = used
             .iter()
@@ -662,7 +662,7 @@ mod tests {
             .ok_or(EINVAL)?;
         for (i, &u) in used.iter().enumerate() {
             check!(
-                u == crate::rslab::buckets::roundup(header + (i + 1) * ptr),
+                u == super::super::buckets::roundup(header + (i + 1) * ptr),
                 "sheaf of {} objects in {} bytes: header is not {}",
                 i + 1,
                 u,
@@ -671,7 +671,7 @@ mod tests {
         }
         pr_info!("rslab_sheaf: sheaf header {} bytes\n", header);
         check!(
-            header > 0 && header <= crate::rslab::cache::SHEAF_HEADER_MAX,
+            header > 0 && header <= super::super::cache::SHEAF_HEADER_MAX,
             "sheaf header of {} bytes",
             header
         );

@@ -40,7 +40,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::{
+use super::{
     cache::{CacheOptions, KmemCache},
     gfp,
 };
@@ -197,20 +197,34 @@ impl<T> Default for StaticCache<T> {
 /// `static NODE_CACHE: StaticCache<Node>` and a zero-sized `NodeAlloc` implementing
 /// [`Allocator`](kernel::alloc::Allocator), so that `Box<Node, NodeAlloc>` allocates from the
 /// cache. The allocator serves `Node`'s layout only; any other layout fails cleanly with
-/// [`AllocError`]. The rslab library must be mounted as `mod rslab` at the crate root.
+/// [`AllocError`].
+///
+/// The macro names [`StaticCache`] through the path of the library: `rslab` at the root of the
+/// crate by default, or the path given after `in`, for a library mounted elsewhere:
+/// `static_cache_allocator!(in crate::driver::slab; pub NodeAlloc, NODE_CACHE: Node)`.
 ///
 /// Both items are documented (the kernel builds with `-Wmissing_docs`); doc comments and
 /// attributes written before the allocator's name are added to the allocator. See the
 /// [module documentation](self) for an example.
 #[macro_export]
 macro_rules! static_cache_allocator {
+    (in $($lib:ident)::+; $(#[$attr:meta])* $vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
+        $crate::static_cache_allocator!(
+            @lib [$($lib)::+] $(#[$attr])* $vis $alloc, $cache: $ty
+        );
+    };
     ($(#[$attr:meta])* $vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
+        $crate::static_cache_allocator!(
+            @lib [$crate::rslab] $(#[$attr])* $vis $alloc, $cache: $ty
+        );
+    };
+    (@lib [$($lib:tt)*] $(#[$attr:meta])* $vis:vis $alloc:ident, $cache:ident: $ty:ty) => {
         #[doc = concat!(
             "The slab cache behind [`", stringify!($alloc), "`], for `", stringify!($ty),
             "` objects: created in module init, destroyed in module exit."
         )]
-        $vis static $cache: $crate::rslab::static_cache::StaticCache<$ty> =
-            $crate::rslab::static_cache::StaticCache::new();
+        $vis static $cache: $($lib)*::static_cache::StaticCache<$ty> =
+            $($lib)*::static_cache::StaticCache::new();
 
         $(#[$attr])*
         #[doc = concat!("Allocator over the `", stringify!($cache), "` slab cache.")]
@@ -239,8 +253,8 @@ macro_rules! static_cache_allocator {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_static_cache)]
 mod tests {
+    use super::super::check;
     use super::*;
-    use crate::rslab::check;
     use kernel::alloc::{Box, Vec};
 
     #[derive(Debug, PartialEq)]

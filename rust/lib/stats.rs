@@ -24,7 +24,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::rslab::{
+use super::{
     buckets::{self, ALL, MAX_BUCKETS},
     kmalloc::Kmalloc,
     layout::{pow2_padded_size, KMALLOC_MAX_CACHE_SIZE},
@@ -297,8 +297,8 @@ impl fmt::Debug for StatsFile {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_stats)]
 mod tests {
+    use super::super::check;
     use super::*;
-    use crate::rslab::check;
     use kernel::{prelude::*, str::CString};
 
     #[repr(align(32))]
@@ -373,7 +373,7 @@ mod tests {
         v.extend_from_slice(&[5; 8], GFP_KERNEL)?;
         let before = Snapshot::take();
         check!(
-            v.reserve(crate::rslab::layout::KMALLOC_MAX_SIZE, GFP_KERNEL)
+            v.reserve(super::super::layout::KMALLOC_MAX_SIZE, GFP_KERNEL)
                 .is_err(),
             "oversize reserve succeeded"
         );
