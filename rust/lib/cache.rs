@@ -59,6 +59,17 @@ impl CacheFlags {
     pub const HWCACHE_ALIGN: Self = Self(1 << bindings::_slab_flag_bits__SLAB_HWCACHE_ALIGN);
     /// Never merge this cache with another one (`SLAB_NO_MERGE`).
     pub const NO_MERGE: Self = Self(1 << bindings::_slab_flag_bits__SLAB_NO_MERGE);
+    /// Charge every object to the memory cgroup of the task that allocates it
+    /// (`SLAB_ACCOUNT`), as if each allocation passed `__GFP_ACCOUNT`. An object taken from a
+    /// sheaf is charged when it is taken, and that charge is forced: it may exceed the
+    /// cgroup's limit but never fails. Without `CONFIG_MEMCG` there is nothing to charge and
+    /// this flag is empty.
+    #[cfg(CONFIG_MEMCG)]
+    pub const ACCOUNT: Self = Self(1 << bindings::_slab_flag_bits__SLAB_ACCOUNT);
+    /// Charge every object to the memory cgroup of the task that allocates it
+    /// (`SLAB_ACCOUNT`); empty, because this kernel has no `CONFIG_MEMCG`.
+    #[cfg(not(CONFIG_MEMCG))]
+    pub const ACCOUNT: Self = Self(0);
     /// Full slab debugging for this cache alone, as `slab_debug=FZPU,<name>` would give:
     /// consistency checks, red zones, poisoning and owner tracking. Such a cache has no
     /// per-CPU sheaves (sheaf capacity 0), so every prefill takes the oversize path.
@@ -132,7 +143,8 @@ impl CacheOptions {
     /// }
     ///
     /// // Only `payload` may travel to and from user space.
-    /// let options = CacheOptions::new().usercopy(offset_of!(Request, payload), size_of::<[u8; 48]>());
+    /// let payload = offset_of!(Request, payload);
+    /// let options = CacheOptions::new().usercopy(payload, size_of::<[u8; 48]>());
     /// let cache = KmemCache::<Request>::new(c"rslab_doc_usercopy", options)?;
     /// assert_eq!(cache.usercopy_region(), 8..56);
     /// # Ok::<(), Error>(())
@@ -616,8 +628,9 @@ mod tests {
 
     #[test]
     fn bad_types_are_refused() -> Result {
+        let zst = KmemCache::<()>::new(c"rslab_test_zst", CacheOptions::new());
         check!(
-            matches!(KmemCache::<()>::new(c"rslab_test_zst", CacheOptions::new()), Err(e) if e == EINVAL),
+            matches!(zst, Err(e) if e == EINVAL),
             "zero-sized type accepted"
         );
         check!(
@@ -756,14 +769,16 @@ mod tests {
         user(page, 64).writer().write_slice(&marker)?;
         let before = *b;
         for (offset, len) in [(0, 8), (8, 16), (40, 16), (48, 8), (0, 64), (usize::MAX, 2)] {
+            let to = SlabBox::copy_to_user(&a, &mut user(page, 64).writer(), offset, len);
             check!(
-                matches!(SlabBox::copy_to_user(&a, &mut user(page, 64).writer(), offset, len), Err(e) if e == EPERM),
+                matches!(to, Err(e) if e == EPERM),
                 "copy of {}..+{} to user space",
                 offset,
                 len
             );
+            let from = SlabBox::copy_from_user(&mut b, &mut user(page, 64).reader(), offset, len);
             check!(
-                matches!(SlabBox::copy_from_user(&mut b, &mut user(page, 64).reader(), offset, len), Err(e) if e == EPERM),
+                matches!(from, Err(e) if e == EPERM),
                 "copy of {}..+{} from user space",
                 offset,
                 len
@@ -777,25 +792,25 @@ mod tests {
         );
 
         // A bad user address is EFAULT, as for any copy.
-        check!(
-            matches!(SlabBox::copy_to_user(&a, &mut user(16, 32).writer(), 16, 32), Err(e) if e == EFAULT),
-            "bad user address"
-        );
+        let bad = SlabBox::copy_to_user(&a, &mut user(16, 32).writer(), 16, 32);
+        check!(matches!(bad, Err(e) if e == EFAULT), "bad user address");
 
         // Without a region nothing may be copied.
-        let closed = KmemCache::<[u64; 8]>::new(c"rslab_test_usercopy_none", CacheOptions::new())?;
+        let closed = KmemCache::<[u64; 8]>::new(c"rslab_test_no_usercopy", CacheOptions::new())?;
         let c = closed.alloc([1; 8], GFP_KERNEL)?;
         check!(closed.usercopy_region().is_empty(), "default region");
+        let none = SlabBox::copy_to_user(&c, &mut user(page, 8).writer(), 0, 8);
         check!(
-            matches!(SlabBox::copy_to_user(&c, &mut user(page, 8).writer(), 0, 8), Err(e) if e == EPERM),
+            matches!(none, Err(e) if e == EPERM),
             "copy from a cache without a region"
         );
 
         // Regions that do not lie within the object are refused at creation.
         for (offset, size) in [(60, 8), (0, 65), (64, 1), (usize::MAX, 2)] {
+            let options = CacheOptions::new().usercopy(offset, size);
             check!(
                 matches!(
-                    KmemCache::<[u64; 8]>::new(c"rslab_test_usercopy_bad", CacheOptions::new().usercopy(offset, size)),
+                    KmemCache::<[u64; 8]>::new(c"rslab_test_usercopy_bad", options),
                     Err(e) if e == EINVAL
                 ),
                 "region {}..+{} accepted",
@@ -839,6 +854,22 @@ mod tests {
             v.iter().enumerate().all(|(i, a)| a[9] == i as u32),
             "contents"
         );
+        Ok(())
+    }
+    #[test]
+    fn accounted_cache_works() -> Result {
+        // `SLAB_ACCOUNT` (with `CONFIG_MEMCG`): every object charged to the allocating task's
+        // memory cgroup; KUnit runs in the root cgroup, where nothing is refused.
+        let cache = KmemCache::<[u64; 4]>::new(
+            c"rslab_test_account",
+            CacheOptions::new().flags(CacheFlags::ACCOUNT | CacheFlags::NO_MERGE),
+        )?;
+        check!(
+            cfg!(CONFIG_MEMCG) != (CacheFlags::ACCOUNT == CacheFlags::NONE),
+            "ACCOUNT is empty exactly without CONFIG_MEMCG"
+        );
+        let a = cache.alloc([7; 4], GFP_KERNEL)?;
+        check!(a[3] == 7, "contents");
         Ok(())
     }
 }

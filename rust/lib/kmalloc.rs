@@ -187,7 +187,8 @@ mod tests {
             align <<= 1;
         }
         pr_info!(
-            "rslab_kmalloc: {} (size, align) pairs checked, {} of them smaller than with power-of-two padding\n",
+            "rslab_kmalloc: {} (size, align) pairs checked, {} of them smaller than with \
+             power-of-two padding\n",
             pairs,
             saved_pairs
         );

@@ -323,8 +323,9 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         self
     }
 
-    /// Charges the object to the current memory cgroup (`__GFP_ACCOUNT`); the charge is forced
-    /// over the limit rather than fail.
+    /// Charges the object to the current memory cgroup (`__GFP_ACCOUNT`) when it is taken; the
+    /// charge is forced over the limit rather than fail. See [`Self::charge`] for a charge that
+    /// can fail, before the lock.
     pub fn accounted(mut self) -> Self {
         self.gfp |= gfp::GFP_ACCOUNT;
         self
@@ -393,6 +394,101 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         let Ok(()) = unsafe { super::pin_init_slot(p.as_ptr(), init) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
         SlabBox::into_pin(unsafe { SlabBox::from_raw(p, cache) })
+    }
+}
+
+/// `GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`: charge to the current memory cgroup, reclaim if
+/// need be, and at the limit fail instead of invoking the cgroup's OOM killer.
+const CHARGE_GFP: u32 = bindings::GFP_KERNEL_ACCOUNT | 1 << bindings::___GFP_RETRY_MAYFAIL_BIT;
+
+impl<'s, 'c, T> Slot<'s, 'c, T> {
+    /// Takes the object out of the sheaf now and charges it to the memory cgroup of the current
+    /// task, so that the charge can fail here, before the lock, rather than be forced under it.
+    ///
+    /// The objects of a sheaf belong to the cache, uncharged, until they are taken, and the
+    /// kernel forces the charge of an object taken from a sheaf (`kmem_cache_alloc_from_sheaf()`
+    /// adds `__GFP_NOFAIL`): with [`Self::accounted`] or a `SLAB_ACCOUNT` cache, an object taken
+    /// under a lock is charged even when that takes its cgroup over `memory.max`. A driver whose
+    /// users decide how much it allocates charges the objects here instead, with
+    /// `GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`: at the cgroup's limit, after reclaim, this
+    /// fails with [`AllocError`] (and frees the object) rather than invoke the cgroup's OOM
+    /// killer. Writing a value into the charged object cannot fail and calls into nothing.
+    ///
+    /// On a `SLAB_ACCOUNT` cache the object is charged, forcibly, when it is taken, and this
+    /// adds nothing: use a cache without [`CacheFlags::ACCOUNT`](super::cache::CacheFlags).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rslab::cache::{CacheOptions, KmemCache};
+    ///
+    /// let cache = KmemCache::<u64>::new(c"rslab_doc_charge", CacheOptions::new())?;
+    /// let sheaf = cache.prefill(2, GFP_KERNEL)?;
+    /// // Before the lock: may sleep, may fail at the caller's memory cgroup limit.
+    /// let object = sheaf.claim()?.charge()?;
+    /// // Under the lock: no failure path, no call into the allocator.
+    /// let boxed = object.write(7);
+    /// assert_eq!(*boxed, 7);
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep.
+    pub fn charge(mut self) -> Result<Charged<'c, T>, AllocError> {
+        let cache = self.sheaf.cache;
+        // Taken uncharged; charged below, where the charge may fail.
+        self.gfp &= !gfp::GFP_ACCOUNT;
+        // INVARIANT: A fresh object of `cache`, owned by the new value from here on, so that a
+        // failed charge frees it.
+        let object = Charged {
+            cache,
+            ptr: self.take(),
+        };
+        // SAFETY: `object.ptr` is a live object of `cache`; `CHARGE_GFP` is a valid `gfp_t` for
+        // a context that may sleep.
+        if unsafe { bindings::kmem_cache_charge(object.ptr.as_ptr().cast(), CHARGE_GFP) } {
+            Ok(object)
+        } else {
+            Err(AllocError)
+        }
+    }
+}
+
+/// An object taken from a sheaf and charged to a memory cgroup before the lock
+/// ([`Slot::charge`]). Writing a value into it cannot fail; dropping it frees the object and
+/// its charge.
+///
+/// # Invariants
+///
+/// `ptr` is an object of `cache`, allocated and not initialised, owned by this value.
+pub struct Charged<'c, T> {
+    cache: &'c KmemCache<T>,
+    ptr: NonNull<T>,
+}
+
+impl<'c, T> Charged<'c, T> {
+    /// Moves `value` into the object.
+    ///
+    /// # Context
+    ///
+    /// Any context, including atomic; never sleeps.
+    pub fn write(self, value: T) -> SlabBox<'c, T> {
+        let this = mem::ManuallyDrop::new(self);
+        // SAFETY: By the type invariant `ptr` is an object of `cache`, valid for writes of a
+        // `T`.
+        unsafe { this.ptr.as_ptr().write(value) };
+        // SAFETY: `ptr` is an object of `cache` holding an initialised `T`; its ownership moves
+        // from `this`, which is not dropped, to the box.
+        unsafe { SlabBox::from_raw(this.ptr, this.cache) }
+    }
+}
+
+impl<T> Drop for Charged<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `ptr` is an object of `cache` owned by `self`, and it
+        // holds no value to drop.
+        unsafe { bindings::kmem_cache_free(self.cache.as_raw(), self.ptr.as_ptr().cast()) };
     }
 }
 
@@ -600,6 +696,38 @@ mod tests {
         }
         check!(s.available() == 2, "untaken claims not given back");
         check!(s.claims(4).is_err() && s.available() == 2, "failed claims");
+        Ok(())
+    }
+
+    #[test]
+    fn charged_objects_leave_the_sheaf_before_the_lock() -> Result {
+        let c = cache(c"rslab_test_charge")?;
+        let s = c.prefill(3, GFP_KERNEL)?;
+        let len = s.len();
+        // KUnit runs in the root memory cgroup, where a charge cannot fail.
+        let a = s
+            .claim()
+            .map_err(|_| ENOMEM)?
+            .charge()
+            .map_err(|_| ENOMEM)?;
+        let b = s
+            .claim()
+            .map_err(|_| ENOMEM)?
+            .accounted()
+            .charge()
+            .map_err(|_| ENOMEM)?;
+        // Taken out of the sheaf when charged, not when written.
+        check!(
+            s.len() == len - 2 && s.available() == 1,
+            "sheaf holds {} with {} available",
+            s.len(),
+            s.available()
+        );
+        let boxed = a.write([5; 8]);
+        check!(boxed[0] == 5 && boxed[7] == 5, "written value");
+        // Dropped unwritten: freed, and the sheaf is not touched.
+        drop(b);
+        check!(s.len() == len - 2, "sheaf holds {}", s.len());
         Ok(())
     }
 

@@ -272,10 +272,8 @@ mod tests {
             "allocation before init succeeded"
         );
         let cache = ITEM_CACHE.init(c"rslab_test_static", CacheOptions::new())?;
-        check!(
-            matches!(ITEM_CACHE.init(c"rslab_test_static2", CacheOptions::new()), Err(e) if e == EBUSY),
-            "second init"
-        );
+        let second = ITEM_CACHE.init(c"rslab_test_static2", CacheOptions::new());
+        check!(matches!(second, Err(e) if e == EBUSY), "second init");
         let r = (|| -> Result {
             let b = Box::<Item, ItemAlloc>::new(Item { a: 5, b: [6; 5] }, GFP_KERNEL)?;
             check!(b.a == 5 && b.b == [6; 5], "contents");
