@@ -10,21 +10,66 @@
 //! The pattern shown here is the sheaf one:
 //!
 //! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs and
-//!    claim them ([`Sheaf::claims`](rslab::sheaf::Sheaf::claims)). This is the only place an insert can fail, and nothing
-//!    has been changed yet, so failing is trivial.
-//! 2. Under the lock: turn each claimed slot into a node. [`Slot::alloc`](rslab::sheaf::Slot::alloc) has no error to
+//!    claim them ([`Sheaf::claims`](rslab::sheaf::Sheaf::claims)). This is the only place an
+//!    insert can fail, and nothing has been changed yet, so failing is trivial.
+//! 2. Under the lock: turn each claimed slot into a node. [`Slot::alloc`] has no error to
 //!    handle.
 //! 3. After the lock: drop the sheaf; unused objects go back to the cache.
 //!
+//! User space reaches the map through `/dev/rslab_idmap`, a misc device: every open file is a
+//! map of its own, driven by the ioctls of [`abi`] (`samples/rslab_idmap_abi.rs`). Everything
+//! that comes from user space is checked before it is used, a failed call changes nothing, and
+//! what a caller makes the driver allocate is charged to the caller's memory cgroup:
+//!
+//! - A prefill charges nothing: the objects of a sheaf belong to the cache, uncharged, until
+//!   they are taken. An object taken under a lock with [`Slot::accounted`] (or from a
+//!   `SLAB_ACCOUNT` cache) is charged then, and the kernel forces that charge
+//!   (`kmem_cache_alloc_from_sheaf()` adds `__GFP_NOFAIL`): it never fails, even past the
+//!   cgroup's `memory.max`. Every node of this driver is there because user space asked, so
+//!   forced charges would let a process grow its cgroup past its limit by up to `max_entries`
+//!   nodes per open file.
+//! - So the files charge their nodes before the lock instead, where the charge can fail:
+//!   [`Slot::charge`] takes each node out of the sheaf and charges it with
+//!   `GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`. At the cgroup's limit (after reclaim) the insert
+//!   fails with `ENOMEM` and changes nothing, the cgroup never goes past `memory.max`, and its
+//!   OOM killer is not woken. Under the lock, each charged node only gets its value.
+//! - The module parameter `forced_charge=1` switches the files to the forced charge under the
+//!   lock, so that the user-space test can show both.
+//! - The per-file state is allocated with `GFP_KERNEL_ACCOUNT` when the file is opened.
+//!
+//! The device node is created by devtmpfs with the misc default mode, 0600: only root opens
+//! it. No ioctl needs a capability: a file's map is private to whoever holds the file, bounded
+//! by the `max_entries` module parameter and charged to its opener, so an administrator may
+//! grant access to others by changing the node's mode. Inserting and removing need a file open
+//! for writing, reading needs a file open for reading (`EBADF` otherwise).
+//!
+//! The kernel crate's misc device sets the module as the owner of its file operations from 7.3
+//! on; on 7.2 nothing keeps the module loaded while a file is open, so close every file before
+//! unloading it.
+//!
 //! Copy this file, rename the types, and keep the three steps.
 
-use kernel::{debugfs::Dir, new_spinlock, prelude::*, sync::SpinLock};
+use core::mem;
+use kernel::{
+    debugfs::Dir,
+    fs::{file, File},
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    new_spinlock,
+    prelude::*,
+    sync::SpinLock,
+    transmute::{AsBytes, FromBytes},
+    uaccess::{UserPtr, UserSlice},
+};
 
 #[path = "../rust/lib/mod.rs"]
 pub mod rslab;
 
+#[path = "rslab_idmap_abi.rs"]
+pub mod abi;
+
 use rslab::{
     cache::{CacheOptions, KmemCache, SlabBox},
+    sheaf::{Charged, Slot},
     static_cache::StaticCache,
 };
 
@@ -34,6 +79,20 @@ module! {
     authors: ["rslab developers"],
     description: "rslab template: an ID map that allocates under a spinlock from a sheaf",
     license: "GPL",
+    params: {
+        max_entries: u32 {
+            default: 65536,
+            description: "The most entries one open file of /dev/rslab_idmap may hold",
+        },
+        first_id: u32 {
+            default: 1,
+            description: "The first ID of every new file's map (a test hook: IDs near u32::MAX)",
+        },
+        forced_charge: u32 {
+            default: 0,
+            description: "Test hook: 1 charges nodes under the lock, forced past memory.max",
+        },
+    },
 }
 
 /// Hash buckets of the map.
@@ -61,15 +120,52 @@ struct Inner<'c> {
     /// counting up to `ID_END` cannot overflow under the lock.
     next_id: u64,
     len: usize,
+    /// Values inserted, entries removed, inserts failed: the counters of [`abi::Stats`]. A
+    /// `u64` counts far more calls than a machine can make.
+    inserted: u64,
+    removed: u64,
+    failed: u64,
+}
+
+/// How a map charges its nodes to the memory cgroup of the task that inserts them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Not at all: the module's own map and the tests.
+    None,
+    /// Before the lock, where the charge can fail ([`Slot::charge`]): at its cgroup's limit the
+    /// caller gets `ENOMEM` and nothing changes. What the device's files do.
+    BeforeLock,
+    /// When the node is taken under the lock ([`Slot::accounted`]): the kernel forces that
+    /// charge, past the cgroup's limit if need be. The files' `forced_charge=1` test hook.
+    UnderLock,
+}
+
+/// A node reserved before the lock: a claimed slot of the sheaf, or an object already taken
+/// and charged.
+enum Reserved<'s, 'c> {
+    Slot(Slot<'s, 'c, Node<'c>>),
+    Charged(Charged<'c, Node<'c>>),
+}
+
+impl<'c> Reserved<'_, 'c> {
+    /// Makes `node` from the reservation. Cannot fail, never sleeps.
+    fn fill(self, node: Node<'c>, charge: Charge) -> SlabBox<'c, Node<'c>> {
+        match self {
+            Self::Charged(object) => object.write(node),
+            Self::Slot(slot) if charge == Charge::UnderLock => slot.accounted().alloc(node),
+            Self::Slot(slot) => slot.alloc(node),
+        }
+    }
 }
 
 /// The map. `insert_batch` reserves before it locks; nothing under the lock can fail.
 ///
 /// The map borrows the cache its nodes come from, so the cache cannot go away first: the module
-/// uses its `'static` cache, a test uses a local one.
-#[pin_data]
+/// uses its `'static` cache, a test uses a local one. Dropping the map frees its nodes.
+#[pin_data(PinnedDrop)]
 struct IdMap<'c> {
     cache: &'c KmemCache<Node<'c>>,
+    charge: Charge,
     #[pin]
     inner: SpinLock<Inner<'c>>,
 }
@@ -91,60 +187,126 @@ fn bucket(id: u32) -> usize {
 
 impl<'c> IdMap<'c> {
     fn new(cache: &'c KmemCache<Node<'c>>) -> impl PinInit<Self> + 'c {
-        Self::starting_at(cache, 1)
+        Self::starting_at(cache, 1, Charge::None)
     }
 
-    /// A map whose first ID is `first` (tests start near the end of the ID space).
-    fn starting_at(cache: &'c KmemCache<Node<'c>>, first: u32) -> impl PinInit<Self> + 'c {
+    /// A map whose first ID is `first` (tests start near the end of the ID space), charging its
+    /// nodes as `charge` says.
+    fn starting_at(
+        cache: &'c KmemCache<Node<'c>>,
+        first: u32,
+        charge: Charge,
+    ) -> impl PinInit<Self> + 'c {
         pin_init!(Self {
             cache,
+            charge,
             inner <- new_spinlock!(Inner {
                 buckets: [const { None }; BUCKETS],
                 next_id: u64::from(first),
                 len: 0,
+                inserted: 0,
+                removed: 0,
+                failed: 0,
             }),
         })
     }
 
     /// Stores `values` under consecutive new IDs and returns the first one.
     ///
-    /// Fails with `ENOSPC`, changing nothing, when the ID space has fewer IDs left than
-    /// `values` needs, and as [`KmemCache::prefill`] does.
+    /// Fails, changing nothing, with `ENOSPC` when the map would hold more than `limit`
+    /// entries, with `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, and
+    /// as [`KmemCache::prefill`] does.
     ///
     /// # Context
     ///
     /// Process context; may sleep before it takes the lock.
-    fn insert_batch(&self, values: &[u64]) -> Result<u32> {
+    fn insert_batch(&self, values: &[u64], limit: usize) -> Result<u32> {
         // Step 1, before the lock: reserve one node per value. Everything that can fail is
         // here, and nothing has been changed yet.
         let sheaf = self.cache.prefill(values.len(), GFP_KERNEL)?;
         // `values.len()` objects are claimable in a fresh sheaf: this cannot fail.
-        let slots = sheaf.claims(values.len()).map_err(|_| ENOMEM)?;
+        let mut slots = sheaf.claims(values.len()).map_err(|_| ENOMEM)?;
+        // Charged to the caller's memory cgroup here, where the charge may fail (see `Charge`).
+        let mut charged = KVec::new();
+        if self.charge == Charge::BeforeLock {
+            charged.reserve(values.len(), GFP_KERNEL)?;
+            for slot in slots.by_ref() {
+                // `charged` has room: this push does not allocate.
+                charged.push(slot.charge()?, GFP_KERNEL)?;
+            }
+        }
+        let reserved = Iterator::chain(
+            charged.into_iter().map(Reserved::Charged),
+            slots.map(Reserved::Slot),
+        );
 
         // Step 2, under the lock: link the nodes in. No allocation can fail here.
         let first;
         {
             let mut inner = self.inner.lock();
-            // The whole batch's IDs, checked before anything changes: on failure the claims go
-            // back to the sheaf and the sheaf to the cache. `next_id <= ID_END` and a batch is
-            // at most `MAX_SHEAF_OBJECTS`, so the sum cannot overflow a `u64`.
-            if inner.next_id + values.len() as u64 > ID_END {
+            // The limits, checked before anything changes: on failure the reservations go back
+            // to the sheaf and the sheaf to the cache. `next_id <= ID_END` and a batch is at
+            // most `MAX_SHEAF_OBJECTS`, so the sum cannot overflow a `u64`.
+            if values.len() > limit.saturating_sub(inner.len) {
                 return Err(ENOSPC);
+            }
+            if inner.next_id + values.len() as u64 > ID_END {
+                return Err(EOVERFLOW);
             }
             // Below `ID_END`, as every ID of the batch: the casts are exact.
             first = inner.next_id as u32;
-            for (slot, &value) in slots.zip(values) {
+            for (r, &value) in reserved.zip(values) {
                 let id = inner.next_id as u32;
                 inner.next_id += 1;
                 let b = bucket(id);
                 let next = inner.buckets[b].take();
-                inner.buckets[b] = Some(slot.alloc(Node { id, value, next }));
-                inner.len += 1;
+                inner.buckets[b] = Some(r.fill(Node { id, value, next }, self.charge));
             }
+            inner.len += values.len();
+            inner.inserted += values.len() as u64;
         }
 
         // Step 3, after the lock: `sheaf` drops here and returns what was not used.
         Ok(first)
+    }
+
+    /// Takes back the batch of `count` values that [`Self::insert_batch`] stored from `first`
+    /// on; their IDs stay used. For a caller that could not report the batch.
+    fn undo_insert(&self, first: u32, count: usize) {
+        for id in (first..).take(count) {
+            let removed = {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                let node = unlink(&mut inner.buckets[bucket(id)], id);
+                if node.is_some() {
+                    inner.len -= 1;
+                    inner.inserted -= 1;
+                }
+                node
+            };
+            drop(removed);
+        }
+    }
+
+    /// Counts a failed insert in the statistics.
+    fn count_failure(&self) {
+        self.inner.lock().failed += 1;
+    }
+
+    /// The map's counters, as [`abi::IOCTL_STATS`] reports them.
+    fn stats(&self, limit: usize) -> abi::Stats {
+        let inner = self.inner.lock();
+        abi::Stats {
+            version: abi::VERSION,
+            max_batch: abi::MAX_BATCH,
+            max_entries: limit.try_into().unwrap_or(u32::MAX),
+            // At most `limit` entries, and the module's limit is a `u32`.
+            entries: inner.len.try_into().unwrap_or(u32::MAX),
+            inserted: inner.inserted,
+            removed: inner.removed,
+            failed: inner.failed,
+            next_id: inner.next_id,
+        }
     }
 
     /// The value stored under `id`.
@@ -162,17 +324,32 @@ impl<'c> IdMap<'c> {
 
     /// Removes `id`; the node is freed after the lock is released.
     fn remove(&self, id: u32) -> Option<u64> {
-        let removed = {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            let node = unlink(&mut inner.buckets[bucket(id)], id);
-            if node.is_some() {
-                inner.len -= 1;
-            }
-            node
-        };
         // Freeing outside the lock keeps the critical section short.
-        removed.map(|n| n.value)
+        self.take(id).map(|n| n.value)
+    }
+
+    /// Takes the node of `id` out of the map.
+    fn take(&self, id: u32) -> Option<SlabBox<'c, Node<'c>>> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let node = unlink(&mut inner.buckets[bucket(id)], id);
+        if node.is_some() {
+            inner.len -= 1;
+            inner.removed += 1;
+        }
+        node
+    }
+
+    /// Puts back a node that [`Self::take`] took, as if it had never been taken. Allocates
+    /// nothing: the node is the one taken.
+    fn put_back(&self, mut node: SlabBox<'c, Node<'c>>) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let b = bucket(node.id);
+        node.next = inner.buckets[b].take();
+        inner.buckets[b] = Some(node);
+        inner.len += 1;
+        inner.removed -= 1;
     }
 
     /// Frees every node.
@@ -190,6 +367,169 @@ impl<'c> IdMap<'c> {
 
     fn len(&self) -> usize {
         self.inner.lock().len
+    }
+}
+
+#[pinned_drop]
+impl<'c> PinnedDrop for IdMap<'c> {
+    fn drop(self: Pin<&mut Self>) {
+        self.clear();
+    }
+}
+
+// SAFETY: `abi::Insert` is `repr(C)` with integer fields only and no padding (`abi` asserts its
+// size): every bit pattern is a valid value.
+unsafe impl FromBytes for abi::Insert {}
+// SAFETY: `abi::Insert` is `repr(C)` with integer fields only and no padding: every byte is
+// initialised.
+unsafe impl AsBytes for abi::Insert {}
+// SAFETY: As for `abi::Insert`.
+unsafe impl FromBytes for abi::Entry {}
+// SAFETY: As for `abi::Insert`.
+unsafe impl AsBytes for abi::Entry {}
+// SAFETY: As for `abi::Insert`.
+unsafe impl AsBytes for abi::Stats {}
+
+/// Fails with `EBADF` unless `file` was opened for reading.
+fn readable(file: &File) -> Result {
+    if file.flags() & file::flags::O_ACCMODE == file::flags::O_WRONLY {
+        return Err(EBADF);
+    }
+    Ok(())
+}
+
+/// Fails with `EBADF` unless `file` was opened for writing.
+fn writable(file: &File) -> Result {
+    if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
+        return Err(EBADF);
+    }
+    Ok(())
+}
+
+/// One open file of `/dev/rslab_idmap`: a map of its own.
+#[pin_data]
+struct IdMapFile {
+    #[pin]
+    map: IdMap<'static>,
+    /// The module's `max_entries` when the file was opened.
+    limit: usize,
+}
+
+#[vtable]
+impl MiscDevice for IdMapFile {
+    type Ptr = Pin<KBox<Self>>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        let cache = NODES.get().ok_or(ENODEV)?;
+        let first = rslab::param(&module_parameters::first_id).max(1);
+        let charge = if rslab::param(&module_parameters::forced_charge) != 0 {
+            Charge::UnderLock
+        } else {
+            Charge::BeforeLock
+        };
+        KBox::try_pin_init(
+            try_pin_init!(IdMapFile {
+                map <- IdMap::starting_at(cache, first, charge),
+                limit: rslab::param(&module_parameters::max_entries) as usize,
+            }),
+            // The file's state is charged to whoever opens it.
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    fn ioctl(me: Pin<&IdMapFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let arg = UserPtr::from_addr(arg);
+        match cmd {
+            abi::IOCTL_INSERT => me.insert(file, arg)?,
+            abi::IOCTL_GET => {
+                readable(file)?;
+                me.entry(arg, |id| me.map.get(id).ok_or(ENOENT))?
+            }
+            abi::IOCTL_REMOVE => {
+                writable(file)?;
+                me.remove(arg)?
+            }
+            abi::IOCTL_STATS => {
+                readable(file)?;
+                UserSlice::new(arg, mem::size_of::<abi::Stats>())
+                    .writer()
+                    .write(&me.map.stats(me.limit))?
+            }
+            _ => return Err(ENOTTY),
+        }
+        Ok(0)
+    }
+}
+
+impl IdMapFile {
+    /// `IOCTL_INSERT`: reads the request, inserts the batch, writes back the first ID.
+    fn insert(&self, file: &File, arg: UserPtr) -> Result {
+        writable(file)?;
+        let mut req: abi::Insert = UserSlice::new(arg, mem::size_of::<abi::Insert>())
+            .reader()
+            .read()?;
+        let r = self.insert_request(&mut req, arg);
+        if r.is_err() {
+            self.map.count_failure();
+        }
+        r
+    }
+
+    fn insert_request(&self, req: &mut abi::Insert, arg: UserPtr) -> Result {
+        let count = req.count as usize;
+        if count == 0 {
+            return Err(EINVAL);
+        }
+        if req.count > abi::MAX_BATCH {
+            return Err(E2BIG);
+        }
+        let size = mem::size_of::<abi::Insert>();
+        // The answer must have somewhere to go before anything changes: write the request back.
+        req.first_id = 0;
+        UserSlice::new(arg, size).writer().write(req)?;
+        // The values, copied in before the lock: a copy from user space may fault and sleep.
+        let addr = usize::try_from(req.values).map_err(|_| EFAULT)?;
+        let mut values = KVec::from_elem(0u64, count, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(addr), mem::size_of_val(&values[..]))
+            .reader()
+            .read_slice(AsBytes::as_bytes_mut(&mut values[..]))?;
+        let first = self.map.insert_batch(&values, self.limit)?;
+        req.first_id = first;
+        if let Err(e) = UserSlice::new(arg, size).writer().write(req) {
+            // The caller's memory went away since the check: take the batch back.
+            self.map.undo_insert(first, count);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `IOCTL_GET`: reads an [`abi::Entry`], fills in the value `op` gives for its ID.
+    fn entry(&self, arg: UserPtr, op: impl FnOnce(u32) -> Result<u64>) -> Result {
+        let (mut reader, mut writer) =
+            UserSlice::new(arg, mem::size_of::<abi::Entry>()).reader_writer();
+        let mut e: abi::Entry = reader.read()?;
+        if e.flags != 0 {
+            return Err(EINVAL);
+        }
+        e.value = op(e.id)?;
+        writer.write(&e)
+    }
+
+    /// `IOCTL_REMOVE`: removes the ID, writes back its value; if that fails, puts it back.
+    fn remove(&self, arg: UserPtr) -> Result {
+        let (mut reader, mut writer) =
+            UserSlice::new(arg, mem::size_of::<abi::Entry>()).reader_writer();
+        let mut e: abi::Entry = reader.read()?;
+        if e.flags != 0 {
+            return Err(EINVAL);
+        }
+        let node = self.map.take(e.id).ok_or(ENOENT)?;
+        e.value = node.value;
+        if let Err(err) = writer.write(&e) {
+            self.map.put_back(node);
+            return Err(err);
+        }
+        Ok(())
     }
 }
 
@@ -244,7 +584,7 @@ fn exercise(map: &IdMap<'_>) -> Result<Summary> {
         for i in 0..batch * 3 {
             values.push(batch * 1000 + i, GFP_KERNEL)?;
         }
-        let first = map.insert_batch(&values)?;
+        let first = map.insert_batch(&values, usize::MAX)?;
         for (i, &v) in values.iter().enumerate() {
             if map.get(first + i as u32) == Some(v) {
                 s.checked += 1;
@@ -264,31 +604,52 @@ fn exercise(map: &IdMap<'_>) -> Result<Summary> {
     Ok(s)
 }
 
-#[pin_data(PinnedDrop)]
+/// The module's node cache, destroyed when the module is.
+struct NodeCache;
+
+impl NodeCache {
+    fn create() -> Result<Self> {
+        NODES.init(
+            c"rslab_idmap_node",
+            // Not `SLAB_ACCOUNT`: the files charge their nodes themselves (see `Charge`).
+            CacheOptions::new().sheaf_capacity(abi::MAX_BATCH),
+        )?;
+        Ok(Self)
+    }
+}
+
+impl Drop for NodeCache {
+    fn drop(&mut self) {
+        // SAFETY: `IdMapModule` declares this field last, so the device (and with it every file)
+        // and the module's map, which held every node, are gone.
+        unsafe { NODES.destroy() };
+    }
+}
+
+/// The module. Fields drop in declaration order: the device first, the node cache last.
+#[pin_data]
 struct IdMapModule {
+    #[pin]
+    _miscdev: MiscDeviceRegistration<IdMapFile>,
     #[pin]
     map: IdMap<'static>,
     _dir: Dir,
     #[pin]
     _report: kernel::debugfs::File<Summary>,
+    _nodes: NodeCache,
 }
 
 impl kernel::InPlaceModule for IdMapModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = Dir::new(c"rslab_idmap");
+        // On an error, what was initialised is dropped again, in reverse order.
         try_pin_init!(&this in Self {
-            map <- IdMap::new(
-                NODES.init(c"rslab_idmap_node", CacheOptions::new().sheaf_capacity(32))?,
-            ),
+            _nodes: NodeCache::create()?,
+            map <- IdMap::new(NODES.get().ok_or(ENODEV)?),
             _report <- {
                 // SAFETY: `map` is initialised above and pinned in `this`.
                 let map = unsafe { &(*this.as_ptr()).map };
-                let summary = exercise(map).inspect_err(|_| {
-                    // Init fails: `PinnedDrop` will not run, so clean up here.
-                    map.clear();
-                    // SAFETY: Every node was in `map`, which is empty now.
-                    unsafe { NODES.destroy() };
-                })?;
+                let summary = exercise(map)?;
                 pr_info!(
                     "{} IDs in {} batches, {} lookups correct\n",
                     summary.inserted,
@@ -298,17 +659,10 @@ impl kernel::InPlaceModule for IdMapModule {
                 dir.read_only_file(c"report", summary)
             },
             _dir: dir,
+            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"rslab_idmap",
+            }),
         }? Error)
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for IdMapModule {
-    fn drop(self: Pin<&mut Self>) {
-        // Free every node before the cache they come from is destroyed.
-        self.map.clear();
-        // SAFETY: Every node lived in `map`, which is empty; nothing else uses `NODES`.
-        unsafe { NODES.destroy() };
     }
 }
 
@@ -330,7 +684,7 @@ mod tests {
     #[test]
     fn insert_get_remove() -> Result {
         with_map(|map| {
-            let first = map.insert_batch(&[10, 20, 30])?;
+            let first = map.insert_batch(&[10, 20, 30], usize::MAX)?;
             assert_eq!(first, 1);
             assert_eq!(map.get(2), Some(20));
             assert_eq!(map.remove(2), Some(20));
@@ -342,7 +696,7 @@ mod tests {
             for i in 0..500u64 {
                 big.push(i, GFP_KERNEL)?;
             }
-            let f = map.insert_batch(&big)?;
+            let f = map.insert_batch(&big, usize::MAX)?;
             assert_eq!(f, 4);
             assert_eq!(map.get(f + 499), Some(499));
             assert_eq!(map.len(), 502);
@@ -353,16 +707,16 @@ mod tests {
     #[test]
     fn exhausted_id_space_is_an_error() -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2));
+        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2, Charge::None));
         let r = (|| -> Result {
-            assert_eq!(map.insert_batch(&[1, 2])?, u32::MAX - 2);
+            assert_eq!(map.insert_batch(&[1, 2], usize::MAX)?, u32::MAX - 2);
             // Two values, one ID left: refused, and nothing changes.
-            assert!(matches!(map.insert_batch(&[3, 4]), Err(e) if e == ENOSPC));
+            assert!(matches!(map.insert_batch(&[3, 4], usize::MAX), Err(e) if e == EOVERFLOW));
             assert_eq!(map.len(), 2);
             assert_eq!(map.get(u32::MAX), None);
             // The last ID, then none.
-            assert_eq!(map.insert_batch(&[5])?, u32::MAX);
-            assert!(matches!(map.insert_batch(&[6]), Err(e) if e == ENOSPC));
+            assert_eq!(map.insert_batch(&[5], usize::MAX)?, u32::MAX);
+            assert!(matches!(map.insert_batch(&[6], usize::MAX), Err(e) if e == EOVERFLOW));
             assert_eq!(map.get(u32::MAX), Some(5));
             assert_eq!(map.get(u32::MAX - 1), Some(2));
             assert_eq!(map.len(), 3);
@@ -370,6 +724,62 @@ mod tests {
         })();
         map.clear();
         r
+    }
+
+    #[test]
+    fn every_charge_mode_inserts_alike() -> Result {
+        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
+        for charge in [Charge::None, Charge::BeforeLock, Charge::UnderLock] {
+            stack_pin_init!(let map = IdMap::starting_at(&cache, 1, charge));
+            // KUnit runs in the root memory cgroup, where charges cannot fail.
+            assert_eq!(map.insert_batch(&[1, 2, 3], usize::MAX)?, 1);
+            // More than the sheaf capacity: an oversize sheaf.
+            assert_eq!(map.insert_batch(&[9; 20], usize::MAX)?, 4);
+            assert_eq!(map.get(3), Some(3));
+            assert_eq!(map.get(23), Some(9));
+            assert_eq!(map.len(), 23);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn entry_limit_is_an_error() -> Result {
+        with_map(|map| {
+            assert_eq!(map.insert_batch(&[1, 2, 3], 4)?, 1);
+            // Two more would make five: refused, and nothing changes.
+            assert!(matches!(map.insert_batch(&[4, 5], 4), Err(e) if e == ENOSPC));
+            assert_eq!(map.len(), 3);
+            assert_eq!(map.get(4), None);
+            assert_eq!(map.insert_batch(&[4], 4)?, 4);
+            assert!(matches!(map.insert_batch(&[5], 4), Err(e) if e == ENOSPC));
+            // Room again after a removal; the IDs go on counting.
+            assert_eq!(map.remove(1), Some(1));
+            assert_eq!(map.insert_batch(&[5], 4)?, 5);
+            let s = map.stats(4);
+            assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (4, 5, 1, 6));
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn failed_reports_change_nothing() -> Result {
+        with_map(|map| {
+            let first = map.insert_batch(&[7, 8, 9], usize::MAX)?;
+            // What `IOCTL_REMOVE` does when it cannot write the value back.
+            let node = map.take(first + 1).ok_or(ENOENT)?;
+            assert_eq!(map.get(first + 1), None);
+            map.put_back(node);
+            assert_eq!(map.get(first + 1), Some(8));
+            // What `IOCTL_INSERT` does when it cannot write the first ID back.
+            let second = map.insert_batch(&[10, 11], usize::MAX)?;
+            map.undo_insert(second, 2);
+            assert_eq!((map.get(second), map.get(second + 1)), (None, None));
+            let s = map.stats(usize::MAX);
+            assert_eq!((s.entries, s.inserted, s.removed), (3, 3, 0));
+            // Their IDs stay used.
+            assert_eq!(map.insert_batch(&[12], usize::MAX)?, second + 2);
+            Ok(())
+        })
     }
 
     #[test]
