@@ -16,6 +16,10 @@
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
 #   rslab.sh rustdoc             rustdoc for the module crate and its library; warnings fail
 #   rslab.sh htmldocs            Sphinx HTML of Documentation/; warnings fail
+#   rslab.sh patches             the in-tree patch series for KVER's kernel, from rust/lib/,
+#                                in out/patches/KVER/ (git format-patch; git am checked)
+#   rslab.sh check-intree        patches, checkpatch --strict, a build per patch, and the
+#                                tree's own kunit.py run (x86_64); --probe: cached or not
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
@@ -118,6 +122,21 @@ build_modules() {
 	done < "$root/modules.order"
 }
 
+# build_client: the user-space client of /dev/rslab_idmap, built with the host's cargo. An
+# x86_64 guest runs it from the host's file system; for arm64 the host has no Rust standard
+# library, so the client does not run there (and says so). Sets CLIENT for the runner.
+build_client() {
+	CLIENT=()
+	if [ "${ARCH:-x86_64}" != x86_64 ]; then
+		log "idmap client: NOT RUN on $ARCH (no Rust standard library for it on this host)"
+		return
+	fi
+	log "building the idmap client (cargo build --release)"
+	CARGO_TARGET_DIR="$OUT/idmap-client" cargo build --release --locked -q \
+		--manifest-path "$here/idmap-client/Cargo.toml" >&2 || die "idmap client build failed"
+	CLIENT=(--client "$OUT/idmap-client/release/rslab-idmap-client")
+}
+
 runner() {
 	local arch=()
 	if [ "$ARCH" = arm64 ]; then
@@ -147,6 +166,7 @@ run)
 check)
 	kernel_env
 	build_modules doctests
+	build_client
 	rm -f "$OUT"/check*/totals
 	rc=0
 	if [ "$ARCH" = arm64 ]; then
@@ -165,10 +185,12 @@ check)
 				"${MODULES[@]}" || rc=1
 		fi
 	else
-		runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" "${MODULES[@]}" || rc=1
+		runner --mode check --out "$OUT/check" --label "$KERNEL_NAME" \
+			${CLIENT[@]+"${CLIENT[@]}"} "${MODULES[@]}" || rc=1
 		if [ "${SLAB_DEBUG:-1}" = 1 ]; then
 			runner --mode check --out "$OUT/check-slab_debug" --append slab_debug \
-				--label "$KERNEL_NAME slab_debug" "${MODULES[@]}" || rc=1
+				--label "$KERNEL_NAME slab_debug" ${CLIENT[@]+"${CLIENT[@]}"} \
+				"${MODULES[@]}" || rc=1
 		fi
 	fi
 	# One totals line for every boot of this check.
@@ -207,10 +229,11 @@ check-debug)
 	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-debug builds the x86_64 debug kernel only"
 	kernel_env
 	build_modules doctests
+	build_client
 	rm -f "$OUT"/check-debug/totals
 	# KASAN, lockdep and slab_debug together make TCG several times slower.
 	runner --mode check --out "$OUT/check-debug" --append slab_debug --timeout 2400 \
-		--label "$KERNEL_NAME slab_debug" "${MODULES[@]}"
+		--label "$KERNEL_NAME slab_debug" ${CLIENT[@]+"${CLIENT[@]}"} "${MODULES[@]}"
 	;;
 rust-analyzer)
 	kernel_env
@@ -224,6 +247,9 @@ fmt | fmtcheck)
 	[ "$cmd" = fmtcheck ] && check=(--check)
 	rustfmt --edition 2021 --config-path "$KSRC/.rustfmt.toml" ${check[@]+"${check[@]}"} \
 		"${RUST_ROOTS[@]}" || die "rustfmt: the sources are not formatted (run make fmt)"
+	# The user-space client is an ordinary cargo crate, with rustfmt's defaults.
+	cargo fmt --manifest-path "$here/idmap-client/Cargo.toml" ${check[@]+"${check[@]}"} ||
+		die "rustfmt: the idmap client is not formatted (run make fmt)"
 	log "rustfmt: clean"
 	;;
 clippy)
@@ -238,6 +264,10 @@ clippy)
 		die "clippy: warnings (full log: $OUT/clippy.log)"
 	fi
 	log "clippy: no warnings with W=e"
+	CARGO_TARGET_DIR="$OUT/idmap-client" cargo clippy --release --locked -q \
+		--manifest-path "$here/idmap-client/Cargo.toml" -- -D warnings ||
+		die "clippy: warnings in the idmap client"
+	log "clippy: the idmap client is clean"
 	# Sheaf support is opt-in per driver Kbuild: a driver that forgets scripts/sheaf.mk must
 	# get the library's explanation from the compiler.
 	if [ "${NOPATCH:-0}" != 1 ]; then
@@ -284,8 +314,24 @@ htmldocs)
 		"$OUT/htmldocs" || die "htmldocs: Sphinx reported problems"
 	log "htmldocs: no warnings; $OUT/htmldocs/index.html"
 	;;
+patches | check-intree)
+	import_env '^[A-Z_]+=' "$here/setup.sh"
+	intree=(python3 "$here/intree.py" --ksrc "$KSRC" --cache "${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}/intree")
+	if [ "$cmd" = patches ]; then
+		"${intree[@]}" patches --out "$OUT/patches/${KVER:-7.2}" || die "make patches failed"
+		exit 0
+	fi
+	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-intree runs kunit.py for x86_64 only"
+	if [ "${2:-}" = --probe ]; then
+		exec "${intree[@]}" probe --out "$OUT/intree/${KVER:-7.2}"
+	fi
+	export LIBCLANG_PATH
+	"${intree[@]}" check --out "$OUT/intree/${KVER:-7.2}" --jobs $(($(nproc) + 1)) \
+		--make-option LLVM="${LLVM:--19}" --make-option RUST_LIB_SRC="$RUST_LIB_SRC" \
+		--make-option BINDGEN="$BINDGEN" || die "check-intree failed"
+	;;
 *)
-	sed -n '4,27p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,31p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
