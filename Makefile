@@ -11,6 +11,8 @@
 #   make rust-analyzer, make fmt, make fmtcheck, make clippy, make checkpatch
 #   make rustdoc    rustdoc HTML of the library in out/rustdoc/ (warnings fail)
 #   make htmldocs   Sphinx HTML of Documentation/ in out/htmldocs/ (warnings fail)
+#   make patches    the in-tree patch series from rust/lib/ in out/patches/$KVER/
+#   make check-intree  the series in a kernel tree, tested by the tree's own kunit.py run
 #   make clean
 #
 # Test kernel matrix: KVER=7.2 (default) or 7.3; ARCH=x86_64 (default) or arm64.
@@ -26,12 +28,12 @@ endif
 TESTING := tools/testing
 
 .PHONY: all modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
-	rustdoc htmldocs clean
+	rustdoc htmldocs patches check-intree clean
 
 all: modules
 
 modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
-rustdoc htmldocs:
+rustdoc htmldocs patches check-intree:
 	@$(TESTING)/rslab.sh $@
 
 clean:
