@@ -89,8 +89,8 @@ impl core::ops::BitOr for CacheFlags {
 }
 
 /// Room set aside for the header of a sheaf (`struct slab_sheaf`, private to `mm/slub.c`: 32
-/// bytes on 64-bit kernels of 7.x). The `rslab_sheaf` suite measures the running kernel's header
-/// and checks that it fits.
+/// bytes on 64-bit kernels of 7.x). The sheaf tests measure the running kernel's header
+/// and check that it fits.
 pub const SHEAF_HEADER_MAX: usize = 64;
 
 /// The most objects one sheaf can hold, per-CPU ([`CacheOptions::sheaf_capacity`]) or prefilled.

@@ -14,8 +14,9 @@
   intree.py check --ksrc DIR --cache DIR --out DIR --make-option OPT...
       `patches`, then checkpatch.pl --strict on every patch, a build of the tree at every step
       of the series (bisectability), and the tree's own `kunit.py run` with
-      tools/testing/kunit/rslab.kunitconfig at the last step. Fails unless every new suite ran
-      and passed, and the library's documentation examples ran as kernel doctests.
+      tools/testing/kunit/rslab.kunitconfig at the last step, then `make rustdoc`. Fails unless
+      every new suite ran and passed, the library's documentation examples ran as kernel
+      doctests, and rustdoc has no warning about kernel::alloc::slab.
 
 The transformation from rust/lib/ is mechanical and checked: cfgs that only exist out of tree
 are evaluated (the sheaf API is always there when built in; compat cfgs are probed in the
@@ -136,6 +137,9 @@ RENAMES = [
     (re.compile(r'"rslab_(\w+): '), r'"rust_slab_\1: '),
     (re.compile(r'"rslab: '), '"slab: '),
     (re.compile(r'\$crate::rslab\b'), '$crate::alloc::slab'),
+    # A doctest is a crate of its own: the macro is the kernel crate's.
+    (re.compile(r'^(\s*//[!/] )crate::static_cache_allocator!', re.M),
+     r'\1kernel::static_cache_allocator!'),
     (re.compile(r'`rslab` at the root of the\s*$'), 'the kernel crate\'s `alloc::slab` by'),
     (re.compile(r'\brslab::'), 'kernel::alloc::slab::'),
     (re.compile(r"rslab's calls that allocate"), 'calls of this module that allocate'),
@@ -531,7 +535,15 @@ def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
         took = time.monotonic() - start
         timings.append(took)
         (out / f'build-{n}.log').write_text(r.stdout)
-        log(f'patch {n}: build {"ok" if r.returncode == 0 else "FAILED"} in {took:.0f} s')
+        warnings = [b for b in re.split(r'\n(?=warning|error)', r.stdout)
+                    if re.match(r'warning', b) and 'alloc/slab' in b]
+        log(f'patch {n}: build {"ok" if r.returncode == 0 else "FAILED"} in {took:.0f} s, '
+            f'{len(warnings)} warnings in kernel::alloc::slab')
+        for w in warnings[:3]:
+            print(w)
+        if warnings:
+            problems.append(f'patch {n} builds with warnings in kernel::alloc::slab '
+                            f'(see {out}/build-{n}.log)')
         if r.returncode != 0:
             problems.append(f'patch {n} does not build (see {out}/build-{n}.log)')
             print(r.stdout[-4000:])
@@ -550,10 +562,29 @@ def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
         log(f'kunit.py run: exit {r.returncode} in {time.monotonic() - start:.0f} s')
         found, counts = judge(js, r.returncode)
         problems += found
+        problems += rustdoc(repo, build, make_opts, jobs, out)
         # For CI's totals: the new suites' cases and the library's doctests.
         (out / 'totals').write_text(f'{counts[0]} {counts[1]} 0\n')
     git(repo, 'checkout', '-q', '-f', 'rslab')
     return problems, timings
+
+
+def rustdoc(repo: Path, build: Path, make_opts, jobs, out: Path):
+    """The kernel's `make rustdoc` with the series applied: no warning may point into
+    kernel::alloc::slab."""
+    start = time.monotonic()
+    r = run(['make', '-C', str(repo), f'O={build}', 'ARCH=x86_64', f'-j{jobs}', *make_opts,
+             'rustdoc'], check=False, quiet=True)
+    (out / 'rustdoc.log').write_text(r.stdout)
+    blocks = re.split(r'\n(?=warning|error)', r.stdout)
+    ours = [b for b in blocks if re.match(r'(warning|error)', b) and 'alloc/slab' in b]
+    total = sum(1 for b in blocks if re.match(r'warning', b))
+    log(f'make rustdoc: exit {r.returncode} in {time.monotonic() - start:.0f} s, '
+        f'{total} warnings in all, {len(ours)} in kernel::alloc::slab')
+    problems = [f'rustdoc: {b.splitlines()[0]} ({out}/rustdoc.log)' for b in ours[:5]]
+    if r.returncode != 0:
+        problems.append(f'make rustdoc failed ({out}/rustdoc.log)')
+    return problems
 
 
 def judge(js: Path, rc):

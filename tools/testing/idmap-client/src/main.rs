@@ -98,22 +98,22 @@ fn insert(fd: RawFd, values: &[u64]) -> Result<u32, Errno> {
     Ok(req.first_id)
 }
 
-fn get(fd: RawFd, id: u32) -> Result<u64, Errno> {
+/// `IOCTL_GET` or `IOCTL_REMOVE` of `id`: the value stored under it.
+fn entry(fd: RawFd, cmd: u32, id: u32) -> Result<u64, Errno> {
     let mut e = abi::Entry {
         id,
         ..Default::default()
     };
-    ioctl(fd, abi::IOCTL_GET, &mut e)?;
+    ioctl(fd, cmd, &mut e)?;
     Ok(e.value)
 }
 
+fn get(fd: RawFd, id: u32) -> Result<u64, Errno> {
+    entry(fd, abi::IOCTL_GET, id)
+}
+
 fn remove(fd: RawFd, id: u32) -> Result<u64, Errno> {
-    let mut e = abi::Entry {
-        id,
-        ..Default::default()
-    };
-    ioctl(fd, abi::IOCTL_REMOVE, &mut e)?;
-    Ok(e.value)
+    entry(fd, abi::IOCTL_REMOVE, id)
 }
 
 fn stats(fd: RawFd) -> Result<abi::Stats, Errno> {
