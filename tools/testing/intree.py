@@ -551,9 +551,16 @@ def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
     if not problems:
         start = time.monotonic()
         js = out / 'kunit.json'
-        r = run(kunit(repo, build, make_opts, jobs,
-                      ['run', '--timeout=1800', f'--json={js}']), cwd=repo, check=False,
-                quiet=True)
+        cmd = kunit(repo, build, make_opts, jobs, ['run', '--timeout=1800', f'--json={js}'])
+        if Path('/dev/kvm').exists() and not os.environ.get('RSLAB_KVM'):
+            # kunit.py asks QEMU for KVM first and TCG last. Where /dev/kvm exists but does not
+            # work (nested virtualisation here), QEMU takes KVM and the guest never runs; hide
+            # /dev/kvm in a mount namespace of its own so that QEMU falls back to TCG, as the
+            # runner's boots do. RSLAB_KVM=1 keeps KVM.
+            cmd = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+                   'mount --bind /dev/null /dev/kvm && exec "$@"', 'sh', *cmd]
+            log('kunit.py run under TCG (/dev/kvm hidden from QEMU)')
+        r = run(cmd, cwd=repo, check=False, quiet=True)
         (out / 'kunit.log').write_text(r.stdout)
         summary = [l for l in r.stdout.splitlines() if re.search(
             r'Testing complete|Ran \d+ tests|Totals|=+ \[(PASSED|FAILED|SKIPPED|CRASHED)\] '
