@@ -58,7 +58,7 @@ use kernel::{
     prelude::*,
     sync::SpinLock,
     transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{UserPtr, UserSlice, UserSliceWriter},
 };
 
 #[path = "../rust/lib/mod.rs"]
@@ -443,7 +443,7 @@ impl MiscDevice for IdMapFile {
             abi::IOCTL_INSERT => me.insert(file, arg)?,
             abi::IOCTL_GET => {
                 readable(file)?;
-                me.entry(arg, |id| me.map.get(id).ok_or(ENOENT))?
+                me.get(arg)?
             }
             abi::IOCTL_REMOVE => {
                 writable(file)?;
@@ -503,26 +503,28 @@ impl IdMapFile {
         Ok(())
     }
 
-    /// `IOCTL_GET`: reads an [`abi::Entry`], fills in the value `op` gives for its ID.
-    fn entry(&self, arg: UserPtr, op: impl FnOnce(u32) -> Result<u64>) -> Result {
-        let (mut reader, mut writer) =
+    /// Reads an [`abi::Entry`] and checks its reserved field; returns it and a writer for the
+    /// answer.
+    fn read_entry(arg: UserPtr) -> Result<(abi::Entry, UserSliceWriter)> {
+        let (mut reader, writer) =
             UserSlice::new(arg, mem::size_of::<abi::Entry>()).reader_writer();
-        let mut e: abi::Entry = reader.read()?;
+        let e: abi::Entry = reader.read()?;
         if e.flags != 0 {
             return Err(EINVAL);
         }
-        e.value = op(e.id)?;
+        Ok((e, writer))
+    }
+
+    /// `IOCTL_GET`: fills in the value stored under the entry's ID.
+    fn get(&self, arg: UserPtr) -> Result {
+        let (mut e, mut writer) = Self::read_entry(arg)?;
+        e.value = self.map.get(e.id).ok_or(ENOENT)?;
         writer.write(&e)
     }
 
     /// `IOCTL_REMOVE`: removes the ID, writes back its value; if that fails, puts it back.
     fn remove(&self, arg: UserPtr) -> Result {
-        let (mut reader, mut writer) =
-            UserSlice::new(arg, mem::size_of::<abi::Entry>()).reader_writer();
-        let mut e: abi::Entry = reader.read()?;
-        if e.flags != 0 {
-            return Err(EINVAL);
-        }
+        let (mut e, mut writer) = Self::read_entry(arg)?;
         let node = self.map.take(e.id).ok_or(ENOENT)?;
         e.value = node.value;
         if let Err(err) = writer.write(&e) {
