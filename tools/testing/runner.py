@@ -142,16 +142,19 @@ def merge_ktap(lines):
     return out, streams
 
 
-# The ID map's first ID for the client's "ids" run: ten IDs below the end of the u32 space
+# The client's runs: (command, rslab_idmap's parameters for a reload before it, KTAP suite).
+# The first runs on the module as loaded; "ids" starts ten IDs below the end of the u32 space
 # (the client's IDS_FIRST).
-CLIENT_IDS_FIRST = 2**32 - 10
-CLIENT_SUITES = ('rslab_idmap_user', 'rslab_idmap_user_forced', 'rslab_idmap_user_ids')
-CLIENT_RUNS = ('client-all', 'client-forced', 'client-ids')
+CLIENT_RUNS = (
+    ('all', None, 'rslab_idmap_user'),
+    ('forced', 'forced_charge=1', 'rslab_idmap_user_forced'),
+    ('ids', f'first_id={2**32 - 10}', 'rslab_idmap_user_ids'),
+)
 
 
 def client_script(out: Path, modules, client):
-    """Runs the user-space client of /dev/rslab_idmap, then reloads the module near the end of
-    its ID space for the client's "ids" run. Each run writes a KTAP suite of its own."""
+    """Runs the user-space client of /dev/rslab_idmap once on the module as loaded, then once
+    per reload of the module with other parameters. Each run writes a KTAP suite of its own."""
     if not client:
         return ''
     idmap = next((m for m in modules if Path(m).name == 'rslab_idmap.ko'), None)
@@ -159,17 +162,19 @@ def client_script(out: Path, modules, client):
         return ''
     q = shlex.quote
     c, o = q(str(client)), q(str(out))
+    (first, _, _), *reloads = CLIENT_RUNS
+    runs = ' '.join(q(f'{cmd} {params}') for cmd, params, _ in reloads)
     return f'''
 # The user-space client of /dev/rslab_idmap: load, bad input, failslab, memcg; then, with the
 # module reloaded, nodes charged under the lock (forced_charge=1) and the ID space running out
 # (first_id near its end).
-{c} all --ktap {o}/client-all.ktap > {o}/client-all.log 2>&1
+{c} {first} --ktap {o}/client-{first}.ktap > {o}/client-{first}.log 2>&1
 echo "rslab-runner: idmap client: exit $?" > /dev/kmsg
 # The reloads are for the client: rslab_idmap's KUnit suite ran at the first load, and runs
 # again only if the reloaded module's suites match KUnit's filter.
 kunit_filter=/sys/module/kunit/parameters/filter_glob
 [ -w "$kunit_filter" ] && echo rslab_idmap_reloaded_for_the_client > "$kunit_filter"
-for run in "forced forced_charge=1" "ids first_id={CLIENT_IDS_FIRST}"; do
+for run in {runs}; do
     set -- $run
     if rmmod rslab_idmap && insmod {q(str(idmap))} "$2"; then
         {c} "$1" --ktap {o}/client-"$1".ktap > {o}/client-"$1".log 2>&1
@@ -342,7 +347,7 @@ def boot(args, out: Path, modules):
             cmd += ['--qemu-opts', args.qemu_opts]
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         for f in ['guest.status', 'dmesg.log', 'guest.log', 'kmemleak.txt', 'totals',
-                  'slab-layout.json'] + [r + ext for r in CLIENT_RUNS for ext in ('.ktap', '.log')] + \
+                  'slab-layout.json'] + [f'client-{r[0]}{ext}' for r in CLIENT_RUNS for ext in ('.ktap', '.log')] + \
                 [p.name for p in out.glob('*.txt')]:
             (out / f).unlink(missing_ok=True)
         log(f'booting {args.kdir.name} ({"KVM" if args.kvm else "TCG"}, {args.arch}'
@@ -546,7 +551,7 @@ def judge(args, out: Path, kunit=True):
             f'modules were loaded')
     # The user-space client's suites, written to files by the client in the guest.
     client_ktap = []
-    for name in CLIENT_RUNS:
+    for name in (f'client-{r[0]}' for r in CLIENT_RUNS):
         log_file = out / f'{name}.log'
         if log_file.exists():
             for line in log_file.read_text(errors='replace').splitlines():
@@ -651,7 +656,7 @@ def main():
     args.expected = expected_suites(args.root, sheaf)
     if args.client and any(m.name == 'rslab_idmap.ko' for m in modules):
         args.client = args.client.resolve()
-        for suite in CLIENT_SUITES:
+        for _, _, suite in CLIENT_RUNS:
             args.expected[suite] = Path('tools/testing/idmap-client')
     else:
         args.client = None
