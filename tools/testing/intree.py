@@ -116,8 +116,8 @@ Add Sheaf, which borrows its cache, and Slot, a claim on one object of a
 sheaf. Claiming checks the reservation outside the critical section; under
 the lock, Slot::alloc() returns a SlabBox with no error to handle and never
 sleeps. The bookkeeping is one counter per sheaf and no atomic operation
-per object: a benchmark of alloc+free through a slot measures 1.013 times
-the instructions of the bare C calls, against 1.218 for a design that
+per object: a benchmark of alloc+free through a slot measures 1.011 times
+the instructions of the bare C calls, against 1.208 for a design that
 clones an Arc of the cache into every object. Slot::charge() takes an
 object out early and charges it to the caller's memory cgroup where the
 charge can still fail, since the charge of an object taken from a sheaf
@@ -411,18 +411,17 @@ reference counts:
 
 Measured with rslab's benchmark (the out-of-tree module these files come
 from) under QEMU TCG with -icount shift=0,sleep=off, where the guest clock
-counts instructions and repeated runs agree to 0.1%, per allocation and
-free, in the same boot:
+counts instructions, per allocation and free, in the same boot:
 
                                                instructions   ratio
-  kmem_cache_alloc_from_sheaf() + free, in C          79.21   1.000
-  Slot::alloc() + drop (this series)                  80.21   1.013
-  the same with an Arc of the cache per object        97.71   1.234
-  kmem_cache_alloc() + kmem_cache_free(), in C       127.74   1.613
+  kmem_cache_alloc_from_sheaf() + free, in C          88.82   1.000
+  Slot::alloc() + drop (this series)                  89.82   1.011
+  the same with an Arc of the cache per object       107.31   1.208
+  kmem_cache_alloc() + kmem_cache_free(), in C       132.10   1.487
 
 Counting instructions treats the atomic increment and decrement of the
 Arc like any instruction; in wall-clock time (noisy under TCG) this
-series' fast path takes 0.621 to 0.709 of the Arc-per-object design's.
+series' fast path takes 0.663 of the Arc-per-object design's.
 KmemCache::alloc(), Box and Vec over the kmalloc allocator measure 1.000
 against the C calls.
 
@@ -444,8 +443,8 @@ sources. It carries no Signed-off-by: whoever sends it must add theirs (and
 take authorship) after reviewing it. checkpatch.pl --strict reports
 nothing else for any patch; FILE_PATH_CHANGES is ignored (MAINTAINERS
 already covers rust/kernel/alloc/ under RUST [ALLOC]), and so is
-UNKNOWN_COMMIT_ID, which needs the upstream history to look up the commit that
-patch 1 cites.
+UNKNOWN_COMMIT_ID, which needs the upstream history to look up the
+commit that patch 1 cites.
 '''
 
 
