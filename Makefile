@@ -6,6 +6,8 @@
 #   make check      build everything and run every KUnit suite in the test kernel
 #   make check-debug the same in the debug kernel (KASAN, kmemleak, lockdep) with slab_debug
 #   make bench      boot, run the benchmark, print ratios; JSON and PNG in out/bench/
+#   make boots      boot BOOTS times (default 20) with nothing loaded, count detector reports
+#                   (FLAVOUR=debug: the debug kernel; FIVE_LEVEL=1: a CPU with LA57)
 #   make modules    build the modules only
 #   make kernel     build (or reuse) the cached test kernel
 #   make rust-analyzer, make fmt, make fmtcheck, make clippy, make checkpatch
@@ -19,7 +21,7 @@
 # With your own Rust-enabled kernel build: make KDIR=/path/to/build LLVM=1 [run|check]
 # Kbuild reads ./Kbuild, not this file, when the kernel builds the modules.
 
-export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG
+export KDIR LLVM KVER OUT RSLAB_CACHE NOPATCH SLAB_DEBUG FLAVOUR BOOTS FIVE_LEVEL
 # An empty ARCH in the environment would override kbuild's own default.
 ifneq ($(ARCH),)
 export ARCH
@@ -27,12 +29,12 @@ endif
 
 TESTING := tools/testing
 
-.PHONY: all modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
+.PHONY: all modules run check check-debug bench boots kernel rust-analyzer fmt fmtcheck clippy checkpatch \
 	rustdoc htmldocs patches check-intree clean
 
 all: modules
 
-modules run check check-debug bench kernel rust-analyzer fmt fmtcheck clippy checkpatch \
+modules run check check-debug bench boots kernel rust-analyzer fmt fmtcheck clippy checkpatch \
 rustdoc htmldocs patches check-intree:
 	@$(TESTING)/rslab.sh $@
 

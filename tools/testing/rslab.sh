@@ -10,6 +10,10 @@
 #   rslab.sh check-debug         the same on the debug kernel (KASAN, kmemleak, lockdep,
 #                                debug objects), booted with slab_debug
 #   rslab.sh bench               boot, run the benchmark module, print ratios, write JSON + PNG
+#   rslab.sh boots               boot the test kernel BOOTS times (default 20) with nothing to
+#                                load; fail if any boot's log has a detector report.
+#                                FLAVOUR=debug: the debug kernel, with slab_debug as check-debug
+#                                boots it; FIVE_LEVEL=1: a CPU with LA57 (runner.py X86_QEMU_OPTS)
 #   rslab.sh rust-analyzer       write rust-project.json for the modules against KDIR
 #   rslab.sh fmt | fmtcheck      rustfmt with the kernel's .rustfmt.toml
 #   rslab.sh clippy              build with CLIPPY=1; any warning fails
@@ -77,6 +81,7 @@ kernel_env() {
 		local flags=()
 		[ "${NOPATCH:-0}" = 1 ] && flags+=(--no-patches)
 		[ "$cmd" = check-debug ] && flags+=(--flavour debug)
+		[ "$cmd" = boots ] && [ "${FLAVOUR:-base}" = debug ] && flags+=(--flavour debug)
 		import_env '^[A-Z_]+=' "$here/kernel.sh" ${flags[@]+"${flags[@]}"}
 		MAKE_EXTRA=(RUST_LIB_SRC="$RUST_LIB_SRC" BINDGEN="$BINDGEN" LIBCLANG_PATH="$LIBCLANG_PATH")
 	fi
@@ -235,6 +240,14 @@ check-debug)
 	runner --mode check --out "$OUT/check-debug" --append slab_debug --timeout 2400 \
 		--label "$KERNEL_NAME slab_debug" ${CLIENT[@]+"${CLIENT[@]}"} "${MODULES[@]}"
 	;;
+boots)
+	kernel_env
+	opts=(--boots "${BOOTS:-20}")
+	[ "${FLAVOUR:-base}" = debug ] && opts+=(--append slab_debug --timeout 2400)
+	[ "${FIVE_LEVEL:-0}" = 1 ] && opts+=(--five-level)
+	rm -rf "$OUT/boots"
+	runner --mode boot --out "$OUT/boots" --label "$KERNEL_NAME" "${opts[@]}"
+	;;
 rust-analyzer)
 	kernel_env
 	make -C "$KDIR" M="$root" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} rust-analyzer >&2 ||
@@ -331,7 +344,7 @@ patches | check-intree)
 		--make-option BINDGEN="$BINDGEN" || die "check-intree failed"
 	;;
 *)
-	sed -n '4,31p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,35p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
