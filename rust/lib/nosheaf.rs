@@ -42,6 +42,19 @@ pub struct Slot<'s, 'c, T> {
     _sheaf: PhantomData<&'s Sheaf<'c, T>>,
 }
 
+/// Claimed objects of a sheaf; this build has none (see the [module documentation](self)).
+pub struct Claims<'s, 'c, T> {
+    _never: Infallible,
+    _sheaf: PhantomData<&'s Sheaf<'c, T>>,
+}
+
+/// An object taken from a sheaf and charged; this build has none (see the
+/// [module documentation](self)).
+pub struct Charged<'c, T> {
+    _never: Infallible,
+    _cache: PhantomData<&'c KmemCache<T>>,
+}
+
 impl<T> KmemCache<T> {
     /// Compiled out: using it is a compile error that explains why (see the
     /// [module documentation](self)).

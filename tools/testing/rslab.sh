@@ -285,6 +285,16 @@ clippy)
 	# get the library's explanation from the compiler.
 	if [ "${NOPATCH:-0}" != 1 ]; then
 		nosheaf=$root/tools/testing/nosheaf
+		# The stub declares every public name of the sheaf module, and the test driver
+		# imports them all: an import then resolves and the use gets the explanation.
+		pub_names() {
+			sed -nE 's/^pub (use [a-z_:]+::|struct |enum |trait |fn |const |type )([A-Za-z_0-9]+).*/\2/p' "$@" | sort -u
+		}
+		missing=$(comm -23 <(pub_names "$root/rust/lib/sheaf.rs") <(pub_names "$root/rust/lib/nosheaf.rs"))
+		[ -z "$missing" ] || die "the no-sheaf stub (rust/lib/nosheaf.rs) lacks: $(echo $missing)"
+		imported=$(sed -nE 's/^use rslab::sheaf::\{(.*)\};/\1/p' "$nosheaf/rslab_nosheaf.rs" | tr -d ' ' | tr ',' '\n' | sort -u)
+		unused=$(comm -23 <(pub_names "$root/rust/lib/sheaf.rs") <(echo "$imported"))
+		[ -z "$unused" ] || die "tools/testing/nosheaf does not import: $(echo $unused)"
 		if make -C "$KDIR" M="$nosheaf" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \
 			modules > "$OUT/nosheaf.log" 2>&1; then
 			die "a driver without scripts/sheaf.mk built with the sheaf API ($OUT/nosheaf.log)"
