@@ -270,21 +270,48 @@ impl<'c> IdMap<'c> {
         Ok(first)
     }
 
+    /// Inserts `values` as [`Self::insert_batch`] does, then hands the first ID to `report`. If
+    /// `report` fails, takes the batch back (its IDs stay used) and returns `report`'s error.
+    ///
+    /// `report` is what tells the caller about the batch: the driver writes the first ID back to
+    /// user space, which can fail after the insert (another thread unmapped the page).
+    fn insert_reported(
+        &self,
+        values: &[u64],
+        limit: usize,
+        report: impl FnOnce(u32) -> Result,
+    ) -> Result<u32> {
+        let first = self.insert_batch(values, limit)?;
+        if let Err(e) = report(first) {
+            self.undo_insert(first, values.len());
+            return Err(e);
+        }
+        Ok(first)
+    }
+
     /// Takes back the batch of `count` values that [`Self::insert_batch`] stored from `first`
-    /// on; their IDs stay used. For a caller that could not report the batch.
+    /// on; their IDs stay used.
     fn undo_insert(&self, first: u32, count: usize) {
-        for id in (first..).take(count) {
-            let removed = {
-                let mut guard = self.inner.lock();
-                let inner = &mut *guard;
-                let node = unlink(&mut inner.buckets[bucket(id)], id);
-                if node.is_some() {
+        let mut undone: Link<'c> = None;
+        {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            // By offset, not `(first..).take(count)`: a batch may end at `u32::MAX`, and a
+            // `RangeFrom` computes the ID after each one it yields. The batch's IDs are all in
+            // the ID space, so `first + i` cannot overflow.
+            for i in 0..count {
+                let id = first + i as u32;
+                if let Some(mut node) = unlink(&mut inner.buckets[bucket(id)], id) {
                     inner.len -= 1;
                     inner.inserted -= 1;
+                    // Freed after the lock.
+                    node.next = undone.take();
+                    undone = Some(node);
                 }
-                node
-            };
-            drop(removed);
+            }
+        }
+        while let Some(mut n) = undone {
+            undone = n.next.take();
         }
     }
 
@@ -493,13 +520,11 @@ impl IdMapFile {
         UserSlice::new(UserPtr::from_addr(addr), mem::size_of_val(&values[..]))
             .reader()
             .read_slice(AsBytes::as_bytes_mut(&mut values[..]))?;
-        let first = self.map.insert_batch(&values, self.limit)?;
-        req.first_id = first;
-        if let Err(e) = UserSlice::new(arg, size).writer().write(req) {
-            // The caller's memory went away since the check: take the batch back.
-            self.map.undo_insert(first, count);
-            return Err(e);
-        }
+        // The caller's memory may have gone away since the check: then the batch is taken back.
+        self.map.insert_reported(&values, self.limit, |first| {
+            req.first_id = first;
+            UserSlice::new(arg, size).writer().write(req)
+        })?;
         Ok(())
     }
 
@@ -728,6 +753,32 @@ mod tests {
         r
     }
 
+    /// A batch that ends at `u32::MAX` and cannot be reported is taken back: no ID after the
+    /// last is computed.
+    #[test]
+    fn failed_report_at_the_end_of_the_id_space() -> Result {
+        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
+        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2, Charge::None));
+        let r = (|| -> Result {
+            assert_eq!(map.insert_batch(&[1], usize::MAX)?, u32::MAX - 2);
+            // The last two IDs, and a report that fails as a write to an unmapped page does.
+            let r = map.insert_reported(&[2, 3], usize::MAX, |first| {
+                assert_eq!(first, u32::MAX - 1);
+                Err(EFAULT)
+            });
+            assert!(matches!(r, Err(e) if e == EFAULT));
+            assert_eq!((map.get(u32::MAX - 1), map.get(u32::MAX)), (None, None));
+            let s = map.stats(usize::MAX);
+            assert_eq!((s.entries, s.inserted, s.next_id), (1, 1, ID_END));
+            // Their IDs stay used.
+            assert!(matches!(map.insert_batch(&[4], usize::MAX), Err(e) if e == EOVERFLOW));
+            assert_eq!(map.get(u32::MAX - 2), Some(1));
+            Ok(())
+        })();
+        map.clear();
+        r
+    }
+
     #[test]
     fn every_charge_mode_inserts_alike() -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
@@ -773,8 +824,12 @@ mod tests {
             map.put_back(node);
             assert_eq!(map.get(first + 1), Some(8));
             // What `IOCTL_INSERT` does when it cannot write the first ID back.
-            let second = map.insert_batch(&[10, 11], usize::MAX)?;
-            map.undo_insert(second, 2);
+            let mut second = 0;
+            let r = map.insert_reported(&[10, 11], usize::MAX, |first| {
+                second = first;
+                Err(EFAULT)
+            });
+            assert!(matches!(r, Err(e) if e == EFAULT));
             assert_eq!((map.get(second), map.get(second + 1)), (None, None));
             let s = map.stats(usize::MAX);
             assert_eq!((s.entries, s.inserted, s.removed), (3, 3, 0));
