@@ -16,6 +16,13 @@
 //!    handle.
 //! 3. After the lock: drop the sheaf; unused objects go back to the cache.
 //!
+//! An insert must also tell the caller its first ID, by a write to user space that may fault,
+//! and fail (another thread unmapped the page). So step 2 takes the lock twice: first to check
+//! the limits, hand out the IDs and hold the batch's room, then, once the caller has been
+//! told, to link the nodes in. Until then no other thread can see any of the batch; if the
+//! caller cannot be told, the batch never was in the map (its IDs stay used). A removal
+//! likewise writes the value back before it counts as done, holding the entry's room.
+//!
 //! User space reaches the map through `/dev/rslab_idmap`, a misc device: every open file is a
 //! map of its own, driven by the ioctls of [`abi`] (`samples/rslab_idmap_abi.rs`). Everything
 //! that comes from user space is checked before it is used, a failed call changes nothing, and
@@ -122,7 +129,10 @@ struct Inner<'c> {
     /// The next ID to hand out; `ID_END` once the ID space is used up. A `u64`, so that
     /// counting up to `ID_END` cannot overflow under the lock.
     next_id: u64,
+    /// Entries in the map, and entries taken out by a removal not yet reported.
     len: usize,
+    /// Room held for batches whose IDs are handed out but which are not in the map yet.
+    pending: usize,
     /// Values inserted, entries removed, inserts failed: the counters of [`abi::Stats`]. A
     /// `u64` counts far more calls than a machine can make.
     inserted: u64,
@@ -207,6 +217,7 @@ impl<'c> IdMap<'c> {
                 buckets: [const { None }; BUCKETS],
                 next_id: u64::from(first),
                 len: 0,
+                pending: 0,
                 inserted: 0,
                 removed: 0,
                 failed: 0,
@@ -215,6 +226,17 @@ impl<'c> IdMap<'c> {
     }
 
     /// Stores `values` under consecutive new IDs and returns the first one.
+    fn insert_batch(&self, values: &[u64], limit: usize) -> Result<u32> {
+        self.insert_reported(values, limit, |_| Ok(()))
+    }
+
+    /// Stores `values` under consecutive new IDs, reporting the first one with `report` before
+    /// any of them is in the map; returns it.
+    ///
+    /// `report` tells the caller about the batch: the driver writes the first ID back to user
+    /// space, which may fault and sleep, and may fail (another thread unmapped the page). If it
+    /// fails, the batch is not inserted, its IDs stay used, and `report`'s error is returned. No
+    /// other thread sees any of the batch before the report succeeded: all of it or none.
     ///
     /// Fails, changing nothing, with `ENOSPC` when the map would hold more than `limit`
     /// entries, with `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, and
@@ -222,17 +244,23 @@ impl<'c> IdMap<'c> {
     ///
     /// # Context
     ///
-    /// Process context; may sleep before it takes the lock.
-    fn insert_batch(&self, values: &[u64], limit: usize) -> Result<u32> {
+    /// Process context; may sleep before it takes the lock, and in `report`.
+    fn insert_reported(
+        &self,
+        values: &[u64],
+        limit: usize,
+        report: impl FnOnce(u32) -> Result,
+    ) -> Result<u32> {
+        let n = values.len();
         // Step 1, before the lock: reserve one node per value. Everything that can fail is
         // here, and nothing has been changed yet.
-        let sheaf = self.cache.prefill(values.len(), GFP_KERNEL)?;
-        // `values.len()` objects are claimable in a fresh sheaf: this cannot fail.
-        let mut slots = sheaf.claims(values.len()).map_err(|_| ENOMEM)?;
+        let sheaf = self.cache.prefill(n, GFP_KERNEL)?;
+        // `n` objects are claimable in a fresh sheaf: this cannot fail.
+        let mut slots = sheaf.claims(n).map_err(|_| ENOMEM)?;
         // Charged to the caller's memory cgroup here, where the charge may fail (see `Charge`).
         let mut charged = KVec::new();
         if self.charge == Charge::BeforeLock {
-            charged.reserve(values.len(), GFP_KERNEL)?;
+            charged.reserve(n, GFP_KERNEL)?;
             for slot in slots.by_ref() {
                 // `charged` has room: this push does not allocate.
                 charged.push(slot.charge()?, GFP_KERNEL)?;
@@ -243,79 +271,47 @@ impl<'c> IdMap<'c> {
             slots.map(Reserved::Slot),
         );
 
-        // Step 2, under the lock: link the nodes in. No allocation can fail here.
-        let first;
-        {
+        // Step 2, under the lock: check the limits, hand out the IDs and hold the batch's room.
+        // On failure the reservations go back to the sheaf and the sheaf to the cache.
+        let first = {
             let mut inner = self.inner.lock();
-            // The limits, checked before anything changes: on failure the reservations go back
-            // to the sheaf and the sheaf to the cache. `next_id <= ID_END` and a batch is at
-            // most `MAX_SHEAF_OBJECTS`, so the sum cannot overflow a `u64`.
-            if values.len() > limit.saturating_sub(inner.len) {
+            // `next_id <= ID_END` and a batch is at most `MAX_SHEAF_OBJECTS`, so the sum cannot
+            // overflow a `u64`.
+            if n > limit.saturating_sub(inner.len + inner.pending) {
                 return Err(ENOSPC);
             }
-            if inner.next_id + values.len() as u64 > ID_END {
+            if inner.next_id + n as u64 > ID_END {
                 return Err(EOVERFLOW);
             }
-            // Below `ID_END`, as every ID of the batch: the casts are exact.
-            first = inner.next_id as u32;
-            for (r, &value) in reserved.zip(values) {
-                let id = inner.next_id as u32;
-                inner.next_id += 1;
-                let b = bucket(id);
-                let next = inner.buckets[b].take();
-                inner.buckets[b] = Some(r.fill(Node { id, value, next }, self.charge));
+            // Below `ID_END`: the cast is exact.
+            let first = inner.next_id as u32;
+            inner.next_id += n as u64;
+            inner.pending += n;
+            first
+        };
+        // No lock held: the report may fault. None of the batch is in the map yet.
+        if let Err(e) = report(first) {
+            self.inner.lock().pending -= n;
+            return Err(e);
+        }
+        // Still step 2, under the lock again: link the nodes in. No allocation can fail here.
+        {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            for (i, (r, &value)) in reserved.zip(values).enumerate() {
+                // The batch's IDs are all in the ID space: `first + i` cannot overflow.
+                let id = first + i as u32;
+                let head = &mut inner.buckets[bucket(id)];
+                let next = head.take();
+                *head = Some(r.fill(Node { id, value, next }, self.charge));
             }
-            inner.len += values.len();
-            inner.inserted += values.len() as u64;
+            inner.pending -= n;
+            inner.len += n;
+            inner.inserted += n as u64;
         }
 
         // Step 3, after the lock: `sheaf` drops here and returns what was not used.
         Ok(first)
-    }
-
-    /// Inserts `values` as [`Self::insert_batch`] does, then hands the first ID to `report`. If
-    /// `report` fails, takes the batch back (its IDs stay used) and returns `report`'s error.
-    ///
-    /// `report` is what tells the caller about the batch: the driver writes the first ID back to
-    /// user space, which can fail after the insert (another thread unmapped the page).
-    fn insert_reported(
-        &self,
-        values: &[u64],
-        limit: usize,
-        report: impl FnOnce(u32) -> Result,
-    ) -> Result<u32> {
-        let first = self.insert_batch(values, limit)?;
-        if let Err(e) = report(first) {
-            self.undo_insert(first, values.len());
-            return Err(e);
-        }
-        Ok(first)
-    }
-
-    /// Takes back the batch of `count` values that [`Self::insert_batch`] stored from `first`
-    /// on; their IDs stay used.
-    fn undo_insert(&self, first: u32, count: usize) {
-        let mut undone: Link<'c> = None;
-        {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            // By offset, not `(first..).take(count)`: a batch may end at `u32::MAX`, and a
-            // `RangeFrom` computes the ID after each one it yields. The batch's IDs are all in
-            // the ID space, so `first + i` cannot overflow.
-            for i in 0..count {
-                let id = first + i as u32;
-                if let Some(mut node) = unlink(&mut inner.buckets[bucket(id)], id) {
-                    inner.len -= 1;
-                    inner.inserted -= 1;
-                    // Freed after the lock.
-                    node.next = undone.take();
-                    undone = Some(node);
-                }
-            }
-        }
-        while let Some(mut n) = undone {
-            undone = n.next.take();
-        }
     }
 
     /// Counts a failed insert in the statistics.
@@ -354,32 +350,33 @@ impl<'c> IdMap<'c> {
 
     /// Removes `id`; the node is freed after the lock is released.
     fn remove(&self, id: u32) -> Option<u64> {
-        // Freeing outside the lock keeps the critical section short.
-        self.take(id).map(|n| n.value)
+        self.remove_reported(id, |_| Ok(())).ok()
     }
 
-    /// Takes the node of `id` out of the map.
-    fn take(&self, id: u32) -> Option<SlabBox<'c, Node<'c>>> {
+    /// Removes `id`, reporting its value with `report`; returns the value, or `ENOENT`.
+    ///
+    /// `report` runs with no lock held, the entry taken out of the map but still counted in
+    /// [`abi::Stats::entries`], so that its room cannot be taken meanwhile. If `report` fails, the
+    /// entry is put back and `report`'s error returned; until then, other threads find no `id`.
+    fn remove_reported(&self, id: u32, report: impl FnOnce(u64) -> Result) -> Result<u64> {
+        let mut node = unlink(&mut self.inner.lock().buckets[bucket(id)], id).ok_or(ENOENT)?;
+        let value = node.value;
+        let r = report(value);
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let node = unlink(&mut inner.buckets[bucket(id)], id);
-        if node.is_some() {
-            inner.len -= 1;
-            inner.removed += 1;
+        if let Err(e) = r {
+            // Back where it was; this allocates nothing.
+            let head = &mut inner.buckets[bucket(id)];
+            node.next = head.take();
+            *head = Some(node);
+            return Err(e);
         }
-        node
-    }
-
-    /// Puts back a node that [`Self::take`] took, as if it had never been taken. Allocates
-    /// nothing: the node is the one taken.
-    fn put_back(&self, mut node: SlabBox<'c, Node<'c>>) {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let b = bucket(node.id);
-        node.next = inner.buckets[b].take();
-        inner.buckets[b] = Some(node);
-        inner.len += 1;
-        inner.removed -= 1;
+        inner.len -= 1;
+        inner.removed += 1;
+        drop(guard);
+        // Freeing outside the lock keeps the critical section short.
+        drop(node);
+        Ok(value)
     }
 
     /// Frees every node.
@@ -616,15 +613,13 @@ impl IdMapFile {
         writer.write(&e)
     }
 
-    /// `IOCTL_REMOVE`: removes the ID, writes back its value; if that fails, puts it back.
+    /// `IOCTL_REMOVE`: removes the ID and writes back its value; if that fails, it stays.
     fn remove(&self, arg: UserPtr) -> Result {
         let (mut e, mut writer) = Self::read_entry(arg)?;
-        let node = self.map.take(e.id).ok_or(ENOENT)?;
-        e.value = node.value;
-        if let Err(err) = writer.write(&e) {
-            self.map.put_back(node);
-            return Err(err);
-        }
+        self.map.remove_reported(e.id, |value| {
+            e.value = value;
+            writer.write(&e)
+        })?;
         Ok(())
     }
 }
@@ -889,9 +884,11 @@ mod tests {
         with_map(|map| {
             let first = map.insert_batch(&[7, 8, 9], usize::MAX)?;
             // What `IOCTL_REMOVE` does when it cannot write the value back.
-            let node = map.take(first + 1).ok_or(ENOENT)?;
-            assert_eq!(map.get(first + 1), None);
-            map.put_back(node);
+            let r = map.remove_reported(first + 1, |value| {
+                assert_eq!(value, 8);
+                Err(EFAULT)
+            });
+            assert!(matches!(r, Err(e) if e == EFAULT));
             assert_eq!(map.get(first + 1), Some(8));
             // What `IOCTL_INSERT` does when it cannot write the first ID back.
             let mut second = 0;
@@ -905,6 +902,52 @@ mod tests {
             assert_eq!((s.entries, s.inserted, s.removed), (3, 3, 0));
             // Their IDs stay used.
             assert_eq!(map.insert_batch(&[12], usize::MAX)?, second + 2);
+            Ok(())
+        })
+    }
+
+    /// What other threads can see of a batch while its first ID is reported: nothing, and
+    /// nothing at all if the report fails.
+    #[test]
+    fn unreported_batch_is_never_seen() -> Result {
+        with_map(|map| {
+            let r = map.insert_reported(&[1, 2], usize::MAX, |first| {
+                // Another thread, while the first ID is written back.
+                assert_eq!((map.get(first), map.get(first + 1)), (None, None));
+                assert_eq!(map.stats(usize::MAX).entries, 0);
+                assert!(matches!(map.remove_reported(first, |_| Ok(())), Err(e) if e == ENOENT));
+                Err(EFAULT)
+            });
+            assert!(matches!(r, Err(e) if e == EFAULT));
+            let s = map.stats(usize::MAX);
+            assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (0, 0, 0, 3));
+            Ok(())
+        })
+    }
+
+    /// A removal in flight and a batch in flight both hold their room: the map never holds more
+    /// than its limit.
+    #[test]
+    fn calls_in_flight_hold_their_room() -> Result {
+        with_map(|map| {
+            let first = map.insert_batch(&[1, 2], 2)?;
+            // A removal whose value cannot be written back; meanwhile another thread inserts.
+            let r = map.remove_reported(first, |_| {
+                assert!(matches!(map.insert_batch(&[3], 2), Err(e) if e == ENOSPC));
+                Err(EFAULT)
+            });
+            assert!(matches!(r, Err(e) if e == EFAULT));
+            assert_eq!(map.get(first), Some(1));
+            assert_eq!(map.len(), 2);
+            assert_eq!(map.remove(first), Some(1));
+            // A batch whose first ID is being written back.
+            let r = map.insert_reported(&[5], 2, |_| {
+                assert!(matches!(map.insert_batch(&[6], 2), Err(e) if e == ENOSPC));
+                Ok(())
+            });
+            assert_eq!(r?, first + 2);
+            let s = map.stats(2);
+            assert_eq!((s.entries, s.inserted, s.removed), (2, 3, 1));
             Ok(())
         })
     }

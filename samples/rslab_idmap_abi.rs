@@ -23,8 +23,16 @@
 //!   reading).
 //!
 //! Any other command is `ENOTTY`. A call that fails changes nothing, with one exception: when
-//! `INSERT` cannot write `first_id` back (`EFAULT`), the values are removed again but their IDs
+//! `INSERT` cannot write `first_id` back (`EFAULT`), the values are not stored but their IDs
 //! stay used.
+//!
+//! What other threads sharing the file see of a call in progress: `INSERT` hands out its IDs
+//! first (`Stats::next_id` moves), then writes `first_id` back, and only then stores the values,
+//! so that they can be found only once the caller has been told, all together, and never if it
+//! could not be told. `REMOVE` takes its ID out, then writes the value back: meanwhile the ID is
+//! not found (`ENOENT`), and if the write fails, the entry is back as before. `Stats::entries`
+//! changes only when such a call succeeds, and while one runs its batch or entry holds its room
+//! (`ENOSPC` for others at `max_entries`), so a file never holds more than `max_entries`.
 //!
 //! Compatibility: the ioctl numbers encode the size of their argument, so a changed structure
 //! is a new command; fields reserved as zero (`Entry::flags`) are checked, so that they can be
