@@ -23,6 +23,14 @@
 //! caller cannot be told, the batch never was in the map (its IDs stay used). A removal
 //! likewise writes the value back before it counts as done, holding the entry's room.
 //!
+//! The hash table is sized when the map is made, for the most entries it may hold: one bucket
+//! per four entries, a power of two (16,384 buckets, 128 KiB, for the default `max_entries` of
+//! 65,536), allocated with `GFP_KERNEL_ACCOUNT` as a `KVVec` and charged to the file's opener.
+//! A lookup walks about four nodes however full the map is, and nothing allocates under the
+//! lock. The kernel crate's `XArray` would suit the dense IDs, but its `store` allocates its
+//! own nodes, dropping and retaking its lock to do so; its `RBTree` needs a `KBox` per node,
+//! reserved one allocation at a time. Neither takes its nodes from a sheaf.
+//!
 //! User space reaches the map through `/dev/rslab_idmap`, a misc device: every open file is a
 //! map of its own, driven by the ioctls of [`abi`] (`samples/rslab_idmap_abi.rs`). Everything
 //! that comes from user space is checked before it is used, a failed call changes nothing, and
@@ -105,8 +113,12 @@ module! {
     },
 }
 
-/// Hash buckets of the map.
-const BUCKETS: usize = 64;
+/// Entries per hash bucket of a full map, on average: the table has `max_entries / LOAD`
+/// buckets, rounded up to a power of two.
+const LOAD: usize = 4;
+/// The fewest and the most buckets of a map (512 B and 8 MiB of table).
+const MIN_BUCKETS: usize = 64;
+const MAX_BUCKETS: usize = 1 << 20;
 
 /// One entry of the map, allocated from the map's cache `'c`.
 struct Node<'c> {
@@ -125,7 +137,10 @@ static NODES: StaticCache<Node<'static>> = StaticCache::new();
 const ID_END: u64 = u32::MAX as u64 + 1;
 
 struct Inner<'c> {
-    buckets: [Link<'c>; BUCKETS],
+    /// The hash table: a power of two of chains, allocated when the map is made.
+    buckets: KVVec<Link<'c>>,
+    /// 32 minus the number of bits of a bucket index.
+    shift: u32,
     /// The next ID to hand out; `ID_END` once the ID space is used up. A `u64`, so that
     /// counting up to `ID_END` cannot overflow under the lock.
     next_id: u64,
@@ -179,6 +194,8 @@ impl<'c> Reserved<'_, 'c> {
 struct IdMap<'c> {
     cache: &'c KmemCache<Node<'c>>,
     charge: Charge,
+    /// The most entries the map holds.
+    limit: usize,
     #[pin]
     inner: SpinLock<Inner<'c>>,
 }
@@ -194,13 +211,35 @@ fn unlink<'c>(head: &mut Link<'c>, id: u32) -> Link<'c> {
     Some(node)
 }
 
-fn bucket(id: u32) -> usize {
-    (id as usize).wrapping_mul(0x9e37_79b9) % BUCKETS
+impl<'c> Inner<'c> {
+    /// The bucket of `id`: the top bits of `id * GOLDEN_RATIO_32`, as the kernel's `hash_32()`
+    /// takes them, so that consecutive IDs and IDs with a common stride both spread.
+    fn bucket(&mut self, id: u32) -> &mut Link<'c> {
+        let b = id.wrapping_mul(0x61c8_8647) >> self.shift;
+        &mut self.buckets[b as usize]
+    }
+}
+
+/// An empty hash table for a map of up to `limit` entries, and its [`Inner::shift`].
+fn table<'c>(limit: usize) -> Result<(KVVec<Link<'c>>, u32)> {
+    let n = limit
+        .min(MAX_BUCKETS * LOAD)
+        .div_ceil(LOAD)
+        .next_power_of_two()
+        .max(MIN_BUCKETS);
+    // Charged to whoever makes the map: the opener of a file.
+    let mut buckets = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    for _ in 0..n {
+        // Within the capacity: this push does not allocate.
+        buckets.push(None, GFP_KERNEL_ACCOUNT)?;
+    }
+    Ok((buckets, 32 - n.trailing_zeros()))
 }
 
 impl<'c> IdMap<'c> {
-    fn new(cache: &'c KmemCache<Node<'c>>) -> impl PinInit<Self> + 'c {
-        Self::starting_at(cache, 1, Charge::None)
+    /// An empty map of up to `limit` entries.
+    fn new(cache: &'c KmemCache<Node<'c>>, limit: usize) -> impl PinInit<Self, Error> + 'c {
+        Self::starting_at(cache, 1, Charge::None, limit)
     }
 
     /// A map whose first ID is `first` (tests start near the end of the ID space), charging its
@@ -209,25 +248,33 @@ impl<'c> IdMap<'c> {
         cache: &'c KmemCache<Node<'c>>,
         first: u32,
         charge: Charge,
-    ) -> impl PinInit<Self> + 'c {
-        pin_init!(Self {
+        limit: usize,
+    ) -> impl PinInit<Self, Error> + 'c {
+        // Allocated here, before the lock exists: nothing allocates under it.
+        let table = table(limit);
+        try_pin_init!(Self {
             cache,
             charge,
-            inner <- new_spinlock!(Inner {
-                buckets: [const { None }; BUCKETS],
-                next_id: u64::from(first),
-                len: 0,
-                pending: 0,
-                inserted: 0,
-                removed: 0,
-                failed: 0,
-            }),
-        })
+            limit,
+            inner <- {
+                let (buckets, shift) = table?;
+                new_spinlock!(Inner {
+                    buckets,
+                    shift,
+                    next_id: u64::from(first),
+                    len: 0,
+                    pending: 0,
+                    inserted: 0,
+                    removed: 0,
+                    failed: 0,
+                })
+            },
+        }? Error)
     }
 
     /// Stores `values` under consecutive new IDs and returns the first one.
-    fn insert_batch(&self, values: &[u64], limit: usize) -> Result<u32> {
-        self.insert_reported(values, limit, |_| Ok(()))
+    fn insert_batch(&self, values: &[u64]) -> Result<u32> {
+        self.insert_reported(values, |_| Ok(()))
     }
 
     /// Stores `values` under consecutive new IDs, reporting the first one with `report` before
@@ -238,19 +285,14 @@ impl<'c> IdMap<'c> {
     /// fails, the batch is not inserted, its IDs stay used, and `report`'s error is returned. No
     /// other thread sees any of the batch before the report succeeded: all of it or none.
     ///
-    /// Fails, changing nothing, with `ENOSPC` when the map would hold more than `limit`
+    /// Fails, changing nothing, with `ENOSPC` when the map would hold more than its limit of
     /// entries, with `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, and
     /// as [`KmemCache::prefill`] does.
     ///
     /// # Context
     ///
     /// Process context; may sleep before it takes the lock, and in `report`.
-    fn insert_reported(
-        &self,
-        values: &[u64],
-        limit: usize,
-        report: impl FnOnce(u32) -> Result,
-    ) -> Result<u32> {
+    fn insert_reported(&self, values: &[u64], report: impl FnOnce(u32) -> Result) -> Result<u32> {
         let n = values.len();
         // Step 1, before the lock: reserve one node per value. Everything that can fail is
         // here, and nothing has been changed yet.
@@ -277,7 +319,7 @@ impl<'c> IdMap<'c> {
             let mut inner = self.inner.lock();
             // `next_id <= ID_END` and a batch is at most `MAX_SHEAF_OBJECTS`, so the sum cannot
             // overflow a `u64`.
-            if n > limit.saturating_sub(inner.len + inner.pending) {
+            if n > self.limit.saturating_sub(inner.len + inner.pending) {
                 return Err(ENOSPC);
             }
             if inner.next_id + n as u64 > ID_END {
@@ -301,7 +343,7 @@ impl<'c> IdMap<'c> {
             for (i, (r, &value)) in reserved.zip(values).enumerate() {
                 // The batch's IDs are all in the ID space: `first + i` cannot overflow.
                 let id = first + i as u32;
-                let head = &mut inner.buckets[bucket(id)];
+                let head = inner.bucket(id);
                 let next = head.take();
                 *head = Some(r.fill(Node { id, value, next }, self.charge));
             }
@@ -320,12 +362,12 @@ impl<'c> IdMap<'c> {
     }
 
     /// The map's counters, as [`abi::IOCTL_STATS`] reports them.
-    fn stats(&self, limit: usize) -> abi::Stats {
+    fn stats(&self) -> abi::Stats {
         let inner = self.inner.lock();
         abi::Stats {
             version: abi::VERSION,
             max_batch: abi::MAX_BATCH,
-            max_entries: limit.try_into().unwrap_or(u32::MAX),
+            max_entries: self.limit.try_into().unwrap_or(u32::MAX),
             // At most `limit` entries, and the module's limit is a `u32`.
             entries: inner.len.try_into().unwrap_or(u32::MAX),
             inserted: inner.inserted,
@@ -337,8 +379,8 @@ impl<'c> IdMap<'c> {
 
     /// The value stored under `id`.
     fn get(&self, id: u32) -> Option<u64> {
-        let inner = self.inner.lock();
-        let mut cur = inner.buckets[bucket(id)].as_deref();
+        let mut inner = self.inner.lock();
+        let mut cur = inner.bucket(id).as_deref();
         while let Some(n) = cur {
             if n.id == id {
                 return Some(n.value);
@@ -359,14 +401,14 @@ impl<'c> IdMap<'c> {
     /// [`abi::Stats::entries`], so that its room cannot be taken meanwhile. If `report` fails, the
     /// entry is put back and `report`'s error returned; until then, other threads find no `id`.
     fn remove_reported(&self, id: u32, report: impl FnOnce(u64) -> Result) -> Result<u64> {
-        let mut node = unlink(&mut self.inner.lock().buckets[bucket(id)], id).ok_or(ENOENT)?;
+        let mut node = unlink(self.inner.lock().bucket(id), id).ok_or(ENOENT)?;
         let value = node.value;
         let r = report(value);
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Err(e) = r {
             // Back where it was; this allocates nothing.
-            let head = &mut inner.buckets[bucket(id)];
+            let head = inner.bucket(id);
             node.next = head.take();
             *head = Some(node);
             return Err(e);
@@ -381,7 +423,8 @@ impl<'c> IdMap<'c> {
 
     /// Frees every node.
     fn clear(&self) {
-        for b in 0..BUCKETS {
+        let buckets = self.inner.lock().buckets.len();
+        for b in 0..buckets {
             // One bucket at a time, each freed outside the lock.
             let mut head = self.inner.lock().buckets[b].take();
             // Unlink iteratively: a recursive drop of a long chain could overflow the stack.
@@ -438,8 +481,6 @@ fn writable(file: &File) -> Result {
 struct IdMapFile {
     #[pin]
     map: IdMap<'static>,
-    /// The module's `max_entries` when the file was opened.
-    limit: usize,
 }
 
 /// The device's file operations as the kernel crate builds them, with this module as their
@@ -520,10 +561,11 @@ impl MiscDevice for IdMapFile {
         } else {
             Charge::BeforeLock
         };
+        // The module's `max_entries` when the file is opened.
+        let limit = rslab::param(&module_parameters::max_entries) as usize;
         KBox::try_pin_init(
             try_pin_init!(IdMapFile {
-                map <- IdMap::starting_at(cache, first, charge),
-                limit: rslab::param(&module_parameters::max_entries) as usize,
+                map <- IdMap::starting_at(cache, first, charge, limit),
             }),
             // The file's state is charged to whoever opens it.
             GFP_KERNEL_ACCOUNT,
@@ -546,7 +588,7 @@ impl MiscDevice for IdMapFile {
                 readable(file)?;
                 UserSlice::new(arg, mem::size_of::<abi::Stats>())
                     .writer()
-                    .write(&me.map.stats(me.limit))?
+                    .write(&me.map.stats())?
             }
             _ => return Err(ENOTTY),
         }
@@ -587,7 +629,7 @@ impl IdMapFile {
             .reader()
             .read_slice(AsBytes::as_bytes_mut(&mut values[..]))?;
         // The caller's memory may have gone away since the check: then the batch is taken back.
-        self.map.insert_reported(&values, self.limit, |first| {
+        self.map.insert_reported(&values, |first| {
             req.first_id = first;
             UserSlice::new(arg, size).writer().write(req)
         })?;
@@ -675,7 +717,7 @@ fn exercise(map: &IdMap<'_>) -> Result<Summary> {
         for i in 0..batch * 3 {
             values.push(batch * 1000 + i, GFP_KERNEL)?;
         }
-        let first = map.insert_batch(&values, usize::MAX)?;
+        let first = map.insert_batch(&values)?;
         for (i, &v) in values.iter().enumerate() {
             if map.get(first + i as u32) == Some(v) {
                 s.checked += 1;
@@ -737,7 +779,7 @@ impl kernel::InPlaceModule for IdMapModule {
         // On an error, what was initialised is dropped again, in reverse order.
         try_pin_init!(&this in Self {
             _nodes: NodeCache::create()?,
-            map <- IdMap::new(NODES.get().ok_or(ENODEV)?),
+            map <- IdMap::new(NODES.get().ok_or(ENODEV)?, 1024),
             _report <- {
                 // SAFETY: `map` is initialised above and pinned in `this`.
                 let map = unsafe { &(*this.as_ptr()).map };
@@ -762,12 +804,13 @@ impl kernel::InPlaceModule for IdMapModule {
 #[kernel::macros::kunit_tests(rslab_idmap)]
 mod tests {
     use super::*;
-    use pin_init::stack_pin_init;
+    use pin_init::stack_try_pin_init;
 
-    /// Runs `f` with a fresh map over a cache of its own; both go away at the end.
-    fn with_map(f: impl FnOnce(&IdMap<'_>) -> Result) -> Result {
+    /// Runs `f` with a fresh map of up to `limit` entries over a cache of its own; both go
+    /// away at the end.
+    fn with_map(limit: usize, f: impl FnOnce(&IdMap<'_>) -> Result) -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_pin_init!(let map = IdMap::new(&cache));
+        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::new(&cache, limit));
         let r = f(&map);
         map.clear();
         r
@@ -775,8 +818,8 @@ mod tests {
 
     #[test]
     fn insert_get_remove() -> Result {
-        with_map(|map| {
-            let first = map.insert_batch(&[10, 20, 30], usize::MAX)?;
+        with_map(1024, |map| {
+            let first = map.insert_batch(&[10, 20, 30])?;
             assert_eq!(first, 1);
             assert_eq!(map.get(2), Some(20));
             assert_eq!(map.remove(2), Some(20));
@@ -788,7 +831,7 @@ mod tests {
             for i in 0..500u64 {
                 big.push(i, GFP_KERNEL)?;
             }
-            let f = map.insert_batch(&big, usize::MAX)?;
+            let f = map.insert_batch(&big)?;
             assert_eq!(f, 4);
             assert_eq!(map.get(f + 499), Some(499));
             assert_eq!(map.len(), 502);
@@ -799,16 +842,16 @@ mod tests {
     #[test]
     fn exhausted_id_space_is_an_error() -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2, Charge::None));
+        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, u32::MAX - 2, Charge::None, 64));
         let r = (|| -> Result {
-            assert_eq!(map.insert_batch(&[1, 2], usize::MAX)?, u32::MAX - 2);
+            assert_eq!(map.insert_batch(&[1, 2])?, u32::MAX - 2);
             // Two values, one ID left: refused, and nothing changes.
-            assert!(matches!(map.insert_batch(&[3, 4], usize::MAX), Err(e) if e == EOVERFLOW));
+            assert!(matches!(map.insert_batch(&[3, 4]), Err(e) if e == EOVERFLOW));
             assert_eq!(map.len(), 2);
             assert_eq!(map.get(u32::MAX), None);
             // The last ID, then none.
-            assert_eq!(map.insert_batch(&[5], usize::MAX)?, u32::MAX);
-            assert!(matches!(map.insert_batch(&[6], usize::MAX), Err(e) if e == EOVERFLOW));
+            assert_eq!(map.insert_batch(&[5])?, u32::MAX);
+            assert!(matches!(map.insert_batch(&[6]), Err(e) if e == EOVERFLOW));
             assert_eq!(map.get(u32::MAX), Some(5));
             assert_eq!(map.get(u32::MAX - 1), Some(2));
             assert_eq!(map.len(), 3);
@@ -823,20 +866,20 @@ mod tests {
     #[test]
     fn failed_report_at_the_end_of_the_id_space() -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_pin_init!(let map = IdMap::starting_at(&cache, u32::MAX - 2, Charge::None));
+        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, u32::MAX - 2, Charge::None, 64));
         let r = (|| -> Result {
-            assert_eq!(map.insert_batch(&[1], usize::MAX)?, u32::MAX - 2);
+            assert_eq!(map.insert_batch(&[1])?, u32::MAX - 2);
             // The last two IDs, and a report that fails as a write to an unmapped page does.
-            let r = map.insert_reported(&[2, 3], usize::MAX, |first| {
+            let r = map.insert_reported(&[2, 3], |first| {
                 assert_eq!(first, u32::MAX - 1);
                 Err(EFAULT)
             });
             assert!(matches!(r, Err(e) if e == EFAULT));
             assert_eq!((map.get(u32::MAX - 1), map.get(u32::MAX)), (None, None));
-            let s = map.stats(usize::MAX);
+            let s = map.stats();
             assert_eq!((s.entries, s.inserted, s.next_id), (1, 1, ID_END));
             // Their IDs stay used.
-            assert!(matches!(map.insert_batch(&[4], usize::MAX), Err(e) if e == EOVERFLOW));
+            assert!(matches!(map.insert_batch(&[4]), Err(e) if e == EOVERFLOW));
             assert_eq!(map.get(u32::MAX - 2), Some(1));
             Ok(())
         })();
@@ -848,11 +891,11 @@ mod tests {
     fn every_charge_mode_inserts_alike() -> Result {
         let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
         for charge in [Charge::None, Charge::BeforeLock, Charge::UnderLock] {
-            stack_pin_init!(let map = IdMap::starting_at(&cache, 1, charge));
+            stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, 1, charge, 64));
             // KUnit runs in the root memory cgroup, where charges cannot fail.
-            assert_eq!(map.insert_batch(&[1, 2, 3], usize::MAX)?, 1);
+            assert_eq!(map.insert_batch(&[1, 2, 3])?, 1);
             // More than the sheaf capacity: an oversize sheaf.
-            assert_eq!(map.insert_batch(&[9; 20], usize::MAX)?, 4);
+            assert_eq!(map.insert_batch(&[9; 20])?, 4);
             assert_eq!(map.get(3), Some(3));
             assert_eq!(map.get(23), Some(9));
             assert_eq!(map.len(), 23);
@@ -862,18 +905,18 @@ mod tests {
 
     #[test]
     fn entry_limit_is_an_error() -> Result {
-        with_map(|map| {
-            assert_eq!(map.insert_batch(&[1, 2, 3], 4)?, 1);
+        with_map(4, |map| {
+            assert_eq!(map.insert_batch(&[1, 2, 3])?, 1);
             // Two more would make five: refused, and nothing changes.
-            assert!(matches!(map.insert_batch(&[4, 5], 4), Err(e) if e == ENOSPC));
+            assert!(matches!(map.insert_batch(&[4, 5]), Err(e) if e == ENOSPC));
             assert_eq!(map.len(), 3);
             assert_eq!(map.get(4), None);
-            assert_eq!(map.insert_batch(&[4], 4)?, 4);
-            assert!(matches!(map.insert_batch(&[5], 4), Err(e) if e == ENOSPC));
+            assert_eq!(map.insert_batch(&[4])?, 4);
+            assert!(matches!(map.insert_batch(&[5]), Err(e) if e == ENOSPC));
             // Room again after a removal; the IDs go on counting.
             assert_eq!(map.remove(1), Some(1));
-            assert_eq!(map.insert_batch(&[5], 4)?, 5);
-            let s = map.stats(4);
+            assert_eq!(map.insert_batch(&[5])?, 5);
+            let s = map.stats();
             assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (4, 5, 1, 6));
             Ok(())
         })
@@ -881,8 +924,8 @@ mod tests {
 
     #[test]
     fn failed_reports_change_nothing() -> Result {
-        with_map(|map| {
-            let first = map.insert_batch(&[7, 8, 9], usize::MAX)?;
+        with_map(1024, |map| {
+            let first = map.insert_batch(&[7, 8, 9])?;
             // What `IOCTL_REMOVE` does when it cannot write the value back.
             let r = map.remove_reported(first + 1, |value| {
                 assert_eq!(value, 8);
@@ -892,16 +935,16 @@ mod tests {
             assert_eq!(map.get(first + 1), Some(8));
             // What `IOCTL_INSERT` does when it cannot write the first ID back.
             let mut second = 0;
-            let r = map.insert_reported(&[10, 11], usize::MAX, |first| {
+            let r = map.insert_reported(&[10, 11], |first| {
                 second = first;
                 Err(EFAULT)
             });
             assert!(matches!(r, Err(e) if e == EFAULT));
             assert_eq!((map.get(second), map.get(second + 1)), (None, None));
-            let s = map.stats(usize::MAX);
+            let s = map.stats();
             assert_eq!((s.entries, s.inserted, s.removed), (3, 3, 0));
             // Their IDs stay used.
-            assert_eq!(map.insert_batch(&[12], usize::MAX)?, second + 2);
+            assert_eq!(map.insert_batch(&[12])?, second + 2);
             Ok(())
         })
     }
@@ -910,16 +953,16 @@ mod tests {
     /// nothing at all if the report fails.
     #[test]
     fn unreported_batch_is_never_seen() -> Result {
-        with_map(|map| {
-            let r = map.insert_reported(&[1, 2], usize::MAX, |first| {
+        with_map(1024, |map| {
+            let r = map.insert_reported(&[1, 2], |first| {
                 // Another thread, while the first ID is written back.
                 assert_eq!((map.get(first), map.get(first + 1)), (None, None));
-                assert_eq!(map.stats(usize::MAX).entries, 0);
+                assert_eq!(map.stats().entries, 0);
                 assert!(matches!(map.remove_reported(first, |_| Ok(())), Err(e) if e == ENOENT));
                 Err(EFAULT)
             });
             assert!(matches!(r, Err(e) if e == EFAULT));
-            let s = map.stats(usize::MAX);
+            let s = map.stats();
             assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (0, 0, 0, 3));
             Ok(())
         })
@@ -929,11 +972,11 @@ mod tests {
     /// than its limit.
     #[test]
     fn calls_in_flight_hold_their_room() -> Result {
-        with_map(|map| {
-            let first = map.insert_batch(&[1, 2], 2)?;
+        with_map(2, |map| {
+            let first = map.insert_batch(&[1, 2])?;
             // A removal whose value cannot be written back; meanwhile another thread inserts.
             let r = map.remove_reported(first, |_| {
-                assert!(matches!(map.insert_batch(&[3], 2), Err(e) if e == ENOSPC));
+                assert!(matches!(map.insert_batch(&[3]), Err(e) if e == ENOSPC));
                 Err(EFAULT)
             });
             assert!(matches!(r, Err(e) if e == EFAULT));
@@ -941,20 +984,59 @@ mod tests {
             assert_eq!(map.len(), 2);
             assert_eq!(map.remove(first), Some(1));
             // A batch whose first ID is being written back.
-            let r = map.insert_reported(&[5], 2, |_| {
-                assert!(matches!(map.insert_batch(&[6], 2), Err(e) if e == ENOSPC));
+            let r = map.insert_reported(&[5], |_| {
+                assert!(matches!(map.insert_batch(&[6]), Err(e) if e == ENOSPC));
                 Ok(())
             });
             assert_eq!(r?, first + 2);
-            let s = map.stats(2);
+            let s = map.stats();
             assert_eq!((s.entries, s.inserted, s.removed), (2, 3, 1));
+            Ok(())
+        })
+    }
+
+    /// The longest chain of the map's hash table.
+    fn longest_chain(map: &IdMap<'_>) -> usize {
+        let inner = map.inner.lock();
+        let mut longest = 0;
+        for head in inner.buckets.iter() {
+            let mut n = 0;
+            let mut cur = head.as_deref();
+            while let Some(node) = cur {
+                n += 1;
+                cur = node.next.as_deref();
+            }
+            longest = longest.max(n);
+        }
+        longest
+    }
+
+    /// A lookup walks a few nodes, however many the map holds: for consecutive IDs, and for IDs
+    /// with a common stride.
+    #[test]
+    fn chains_stay_short() -> Result {
+        with_map(65536, |map| {
+            let values = [7u64; 256];
+            for _ in 0..256 {
+                map.insert_batch(&values)?;
+            }
+            let full = longest_chain(map);
+            for id in 1..=65536u32 {
+                if id % 64 != 0 {
+                    map.remove(id);
+                }
+            }
+            let strided = longest_chain(map);
+            pr_info!("longest chain: {full} at 65536 entries, {strided} at 1024 with stride 64\n");
+            assert!(full <= 16);
+            assert!(strided <= 16);
             Ok(())
         })
     }
 
     #[test]
     fn driver_exercise_is_consistent() -> Result {
-        with_map(|map| {
+        with_map(1024, |map| {
             let s = exercise(map)?;
             assert_eq!(s.checked, s.inserted);
             assert_eq!(s.inserted, 630);
