@@ -69,7 +69,6 @@
 use core::mem;
 use kernel::{
     bindings,
-    debugfs::Dir,
     fs::{file, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     new_spinlock,
@@ -158,8 +157,6 @@ struct Inner<'c> {
 /// How a map charges its nodes to the memory cgroup of the task that inserts them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Charge {
-    /// Not at all: the module's own map and the tests.
-    None,
     /// Before the lock, where the charge can fail ([`Slot::charge`]): at its cgroup's limit the
     /// caller gets `ENOMEM` and nothing changes. What the device's files do.
     BeforeLock,
@@ -239,7 +236,7 @@ fn table<'c>(limit: usize) -> Result<(KVVec<Link<'c>>, u32)> {
 impl<'c> IdMap<'c> {
     /// An empty map of up to `limit` entries.
     fn new(cache: &'c KmemCache<Node<'c>>, limit: usize) -> impl PinInit<Self, Error> + 'c {
-        Self::starting_at(cache, 1, Charge::None, limit)
+        Self::starting_at(cache, 1, Charge::BeforeLock, limit)
     }
 
     /// A map whose first ID is `first` (tests start near the end of the ID space), charging its
@@ -666,77 +663,6 @@ impl IdMapFile {
     }
 }
 
-/// What module init did, readable at `/sys/kernel/debug/rslab_idmap/report`.
-#[derive(Clone, Copy)]
-struct Summary {
-    batches: usize,
-    inserted: usize,
-    removed: usize,
-    left: usize,
-    checked: usize,
-}
-
-impl core::fmt::Debug for Summary {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(
-            f,
-            "rslab_idmap: ID map inserting under a spinlock from slab sheaves"
-        )?;
-        writeln!(
-            f,
-            "  {} batches, {} IDs inserted with no failure path under the lock,",
-            self.batches, self.inserted
-        )?;
-        writeln!(
-            f,
-            "  {} removed, {} left, {} lookups checked: {}",
-            self.removed,
-            self.left,
-            self.checked,
-            if self.checked == self.inserted {
-                "all correct"
-            } else {
-                "MISMATCH"
-            }
-        )
-    }
-}
-
-/// Drives the map the way a driver would.
-fn exercise(map: &IdMap<'_>) -> Result<Summary> {
-    let mut s = Summary {
-        batches: 0,
-        inserted: 0,
-        removed: 0,
-        left: 0,
-        checked: 0,
-    };
-    let mut values = KVec::new();
-    for batch in 1..=20u64 {
-        values.clear();
-        for i in 0..batch * 3 {
-            values.push(batch * 1000 + i, GFP_KERNEL)?;
-        }
-        let first = map.insert_batch(&values)?;
-        for (i, &v) in values.iter().enumerate() {
-            if map.get(first + i as u32) == Some(v) {
-                s.checked += 1;
-            }
-        }
-        s.batches += 1;
-        s.inserted += values.len();
-    }
-    let mut id = 1;
-    while id < s.inserted as u32 {
-        if map.remove(id).is_some() {
-            s.removed += 1;
-        }
-        id += 3;
-    }
-    s.left = map.len();
-    Ok(s)
-}
-
 /// The module's node cache, destroyed when the module is.
 struct NodeCache;
 
@@ -755,7 +681,7 @@ impl Drop for NodeCache {
     fn drop(&mut self) {
         // SAFETY: Every open file holds a reference to the module (`own_file`), so the module
         // exits only once every file, and with it every file's map, is gone. `IdMapModule`
-        // declares this field last: the device and the module's map are gone too.
+        // declares this field last: the device is gone too.
         unsafe { NODES.destroy() };
     }
 }
@@ -765,34 +691,15 @@ impl Drop for NodeCache {
 struct IdMapModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<IdMapFile>,
-    #[pin]
-    map: IdMap<'static>,
-    _dir: Dir,
-    #[pin]
-    _report: kernel::debugfs::File<Summary>,
     _nodes: NodeCache,
 }
 
 impl kernel::InPlaceModule for IdMapModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let dir = Dir::new(c"rslab_idmap");
         // On an error, what was initialised is dropped again, in reverse order.
-        try_pin_init!(&this in Self {
+        try_pin_init!(Self {
             _nodes: NodeCache::create()?,
-            map <- IdMap::new(NODES.get().ok_or(ENODEV)?, 1024),
-            _report <- {
-                // SAFETY: `map` is initialised above and pinned in `this`.
-                let map = unsafe { &(*this.as_ptr()).map };
-                let summary = exercise(map)?;
-                pr_info!(
-                    "{} IDs in {} batches, {} lookups correct\n",
-                    summary.inserted,
-                    summary.batches,
-                    summary.checked
-                );
-                dir.read_only_file(c"report", summary)
-            },
-            _dir: dir,
+            // Last: once registered, the device can be opened.
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rslab_idmap",
             }),
@@ -800,248 +707,7 @@ impl kernel::InPlaceModule for IdMapModule {
     }
 }
 
+/// The map's KUnit tests, kept with rslab's other tests.
 #[cfg(rslab_sheaf)]
-#[kernel::macros::kunit_tests(rslab_idmap)]
-mod tests {
-    use super::*;
-    use pin_init::stack_try_pin_init;
-
-    /// Runs `f` with a fresh map of up to `limit` entries over a cache of its own; both go
-    /// away at the end.
-    fn with_map(limit: usize, f: impl FnOnce(&IdMap<'_>) -> Result) -> Result {
-        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::new(&cache, limit));
-        let r = f(&map);
-        map.clear();
-        r
-    }
-
-    #[test]
-    fn insert_get_remove() -> Result {
-        with_map(1024, |map| {
-            let first = map.insert_batch(&[10, 20, 30])?;
-            assert_eq!(first, 1);
-            assert_eq!(map.get(2), Some(20));
-            assert_eq!(map.remove(2), Some(20));
-            assert_eq!(map.remove(2), None);
-            assert_eq!(map.get(2), None);
-            assert_eq!(map.len(), 2);
-            // A batch far larger than the sheaf capacity (oversize sheaf).
-            let mut big = KVec::new();
-            for i in 0..500u64 {
-                big.push(i, GFP_KERNEL)?;
-            }
-            let f = map.insert_batch(&big)?;
-            assert_eq!(f, 4);
-            assert_eq!(map.get(f + 499), Some(499));
-            assert_eq!(map.len(), 502);
-            Ok(())
-        })
-    }
-
-    #[test]
-    fn exhausted_id_space_is_an_error() -> Result {
-        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, u32::MAX - 2, Charge::None, 64));
-        let r = (|| -> Result {
-            assert_eq!(map.insert_batch(&[1, 2])?, u32::MAX - 2);
-            // Two values, one ID left: refused, and nothing changes.
-            assert!(matches!(map.insert_batch(&[3, 4]), Err(e) if e == EOVERFLOW));
-            assert_eq!(map.len(), 2);
-            assert_eq!(map.get(u32::MAX), None);
-            // The last ID, then none.
-            assert_eq!(map.insert_batch(&[5])?, u32::MAX);
-            assert!(matches!(map.insert_batch(&[6]), Err(e) if e == EOVERFLOW));
-            assert_eq!(map.get(u32::MAX), Some(5));
-            assert_eq!(map.get(u32::MAX - 1), Some(2));
-            assert_eq!(map.len(), 3);
-            Ok(())
-        })();
-        map.clear();
-        r
-    }
-
-    /// A batch that ends at `u32::MAX` and cannot be reported is taken back: no ID after the
-    /// last is computed.
-    #[test]
-    fn failed_report_at_the_end_of_the_id_space() -> Result {
-        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, u32::MAX - 2, Charge::None, 64));
-        let r = (|| -> Result {
-            assert_eq!(map.insert_batch(&[1])?, u32::MAX - 2);
-            // The last two IDs, and a report that fails as a write to an unmapped page does.
-            let r = map.insert_reported(&[2, 3], |first| {
-                assert_eq!(first, u32::MAX - 1);
-                Err(EFAULT)
-            });
-            assert!(matches!(r, Err(e) if e == EFAULT));
-            assert_eq!((map.get(u32::MAX - 1), map.get(u32::MAX)), (None, None));
-            let s = map.stats();
-            assert_eq!((s.entries, s.inserted, s.next_id), (1, 1, ID_END));
-            // Their IDs stay used.
-            assert!(matches!(map.insert_batch(&[4]), Err(e) if e == EOVERFLOW));
-            assert_eq!(map.get(u32::MAX - 2), Some(1));
-            Ok(())
-        })();
-        map.clear();
-        r
-    }
-
-    #[test]
-    fn every_charge_mode_inserts_alike() -> Result {
-        let cache = KmemCache::new(c"rslab_idmap_test", CacheOptions::new().sheaf_capacity(8))?;
-        for charge in [Charge::None, Charge::BeforeLock, Charge::UnderLock] {
-            stack_try_pin_init!(let map: IdMap<'_> =? IdMap::starting_at(&cache, 1, charge, 64));
-            // KUnit runs in the root memory cgroup, where charges cannot fail.
-            assert_eq!(map.insert_batch(&[1, 2, 3])?, 1);
-            // More than the sheaf capacity: an oversize sheaf.
-            assert_eq!(map.insert_batch(&[9; 20])?, 4);
-            assert_eq!(map.get(3), Some(3));
-            assert_eq!(map.get(23), Some(9));
-            assert_eq!(map.len(), 23);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn entry_limit_is_an_error() -> Result {
-        with_map(4, |map| {
-            assert_eq!(map.insert_batch(&[1, 2, 3])?, 1);
-            // Two more would make five: refused, and nothing changes.
-            assert!(matches!(map.insert_batch(&[4, 5]), Err(e) if e == ENOSPC));
-            assert_eq!(map.len(), 3);
-            assert_eq!(map.get(4), None);
-            assert_eq!(map.insert_batch(&[4])?, 4);
-            assert!(matches!(map.insert_batch(&[5]), Err(e) if e == ENOSPC));
-            // Room again after a removal; the IDs go on counting.
-            assert_eq!(map.remove(1), Some(1));
-            assert_eq!(map.insert_batch(&[5])?, 5);
-            let s = map.stats();
-            assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (4, 5, 1, 6));
-            Ok(())
-        })
-    }
-
-    #[test]
-    fn failed_reports_change_nothing() -> Result {
-        with_map(1024, |map| {
-            let first = map.insert_batch(&[7, 8, 9])?;
-            // What `IOCTL_REMOVE` does when it cannot write the value back.
-            let r = map.remove_reported(first + 1, |value| {
-                assert_eq!(value, 8);
-                Err(EFAULT)
-            });
-            assert!(matches!(r, Err(e) if e == EFAULT));
-            assert_eq!(map.get(first + 1), Some(8));
-            // What `IOCTL_INSERT` does when it cannot write the first ID back.
-            let mut second = 0;
-            let r = map.insert_reported(&[10, 11], |first| {
-                second = first;
-                Err(EFAULT)
-            });
-            assert!(matches!(r, Err(e) if e == EFAULT));
-            assert_eq!((map.get(second), map.get(second + 1)), (None, None));
-            let s = map.stats();
-            assert_eq!((s.entries, s.inserted, s.removed), (3, 3, 0));
-            // Their IDs stay used.
-            assert_eq!(map.insert_batch(&[12])?, second + 2);
-            Ok(())
-        })
-    }
-
-    /// What other threads can see of a batch while its first ID is reported: nothing, and
-    /// nothing at all if the report fails.
-    #[test]
-    fn unreported_batch_is_never_seen() -> Result {
-        with_map(1024, |map| {
-            let r = map.insert_reported(&[1, 2], |first| {
-                // Another thread, while the first ID is written back.
-                assert_eq!((map.get(first), map.get(first + 1)), (None, None));
-                assert_eq!(map.stats().entries, 0);
-                assert!(matches!(map.remove_reported(first, |_| Ok(())), Err(e) if e == ENOENT));
-                Err(EFAULT)
-            });
-            assert!(matches!(r, Err(e) if e == EFAULT));
-            let s = map.stats();
-            assert_eq!((s.entries, s.inserted, s.removed, s.next_id), (0, 0, 0, 3));
-            Ok(())
-        })
-    }
-
-    /// A removal in flight and a batch in flight both hold their room: the map never holds more
-    /// than its limit.
-    #[test]
-    fn calls_in_flight_hold_their_room() -> Result {
-        with_map(2, |map| {
-            let first = map.insert_batch(&[1, 2])?;
-            // A removal whose value cannot be written back; meanwhile another thread inserts.
-            let r = map.remove_reported(first, |_| {
-                assert!(matches!(map.insert_batch(&[3]), Err(e) if e == ENOSPC));
-                Err(EFAULT)
-            });
-            assert!(matches!(r, Err(e) if e == EFAULT));
-            assert_eq!(map.get(first), Some(1));
-            assert_eq!(map.len(), 2);
-            assert_eq!(map.remove(first), Some(1));
-            // A batch whose first ID is being written back.
-            let r = map.insert_reported(&[5], |_| {
-                assert!(matches!(map.insert_batch(&[6]), Err(e) if e == ENOSPC));
-                Ok(())
-            });
-            assert_eq!(r?, first + 2);
-            let s = map.stats();
-            assert_eq!((s.entries, s.inserted, s.removed), (2, 3, 1));
-            Ok(())
-        })
-    }
-
-    /// The longest chain of the map's hash table.
-    fn longest_chain(map: &IdMap<'_>) -> usize {
-        let inner = map.inner.lock();
-        let mut longest = 0;
-        for head in inner.buckets.iter() {
-            let mut n = 0;
-            let mut cur = head.as_deref();
-            while let Some(node) = cur {
-                n += 1;
-                cur = node.next.as_deref();
-            }
-            longest = longest.max(n);
-        }
-        longest
-    }
-
-    /// A lookup walks a few nodes, however many the map holds: for consecutive IDs, and for IDs
-    /// with a common stride.
-    #[test]
-    fn chains_stay_short() -> Result {
-        with_map(65536, |map| {
-            let values = [7u64; 256];
-            for _ in 0..256 {
-                map.insert_batch(&values)?;
-            }
-            let full = longest_chain(map);
-            for id in 1..=65536u32 {
-                if id % 64 != 0 {
-                    map.remove(id);
-                }
-            }
-            let strided = longest_chain(map);
-            pr_info!("longest chain: {full} at 65536 entries, {strided} at 1024 with stride 64\n");
-            assert!(full <= 16);
-            assert!(strided <= 16);
-            Ok(())
-        })
-    }
-
-    #[test]
-    fn driver_exercise_is_consistent() -> Result {
-        with_map(1024, |map| {
-            let s = exercise(map)?;
-            assert_eq!(s.checked, s.inserted);
-            assert_eq!(s.inserted, 630);
-            assert_eq!(s.left, s.inserted - s.removed);
-            Ok(())
-        })
-    }
-}
+#[path = "../tools/testing/idmap/rslab_idmap_kunit.rs"]
+mod tests;

@@ -83,7 +83,8 @@ def expected_suites(root: Path, sheaf: bool):
     `cfg(rslab_sheaf)` on one of the three lines above it exists only when
     the kernel exports the sheaf API."""
     found = {}
-    for path in sorted(list(root.glob('rust/**/*.rs')) + list(root.glob('samples/**/*.rs'))):
+    for path in sorted(list(root.glob('rust/**/*.rs')) + list(root.glob('samples/**/*.rs')) +
+                       list(root.glob('tools/testing/idmap/*.rs'))):
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             m = SUITE_DECL.search(line)
