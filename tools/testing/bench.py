@@ -12,8 +12,8 @@
 
 Reads OUT/<mode>/rslab_bench-results.txt for each mode that ran, writes OUT/results.json (every
 figure, each pair's ratio and its target's verdict, per mode; the growth series; the pressure
-results) and the charts OUT/ratios.png, OUT/growth.png and OUT/pressure.png, and prints the
-tables. Every pair was measured in the same boot, side by side, so ratios hold under emulation
+results) and the charts OUT/ratios.png, OUT/kmalloc.png, OUT/growth.png and OUT/pressure.png,
+and prints the tables. Every pair was measured in the same boot, side by side, so ratios hold under emulation
 where absolute wall-clock times do not.
 """
 
@@ -28,7 +28,7 @@ MODES = {
 }
 
 # (label, group, variant, baseline group, baseline variant, icount target, meaning)
-# ratio = rslab / baseline, lower is better; ('speedup>=', x) means baseline / rslab >= x.
+# ratio = measured / baseline, lower is better; ('speedup>=', x) means baseline / rslab >= x.
 PAIRS = [
     ('sheaf alloc+free', 'sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C',
      ('<=', 1.02), 'claims(n), then Slot::alloc + drop, against the raw C calls'),
@@ -44,12 +44,26 @@ PAIRS = [
     ('KmemCache::alloc', 'kmem_cache alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C',
      None, 'KmemCache::alloc + drop against kmem_cache_alloc + kmem_cache_free'),
 ] + [
-    (f'Box::new {n} B', f'Box::new {n} B', 'rslab', f'Box::new {n} B', 'kernel Kmalloc',
-     ('<=', 1.0005), 'rslab\'s Kmalloc backend against the kernel crate\'s')
+    row
     for n in (8, 96, 192, 256, 4096)
+    for row in (
+        (f'Box::new {n} B vs C', f'Box::new {n} B', 'rslab', f'Box::new {n} B', 'C kmalloc const',
+         ('<=', 1.02), "rslab's Box::new([x; N]) + drop against C's kmalloc(N) + memset + kfree "
+         'with a compile-time size'),
+        (f'KBox::new {n} B vs C', f'Box::new {n} B', 'KBox::new', f'Box::new {n} B',
+         'C kmalloc const', None, "the kernel crate's KBox::new + drop against the same"),
+        (f'C run-time size {n} B', f'Box::new {n} B', 'C kmalloc var', f'Box::new {n} B',
+         'C kmalloc const', None, "C's kmalloc() with a run-time size against a compile-time one"),
+        (f'Box::new {n} B vs KBox', f'Box::new {n} B', 'rslab', f'Box::new {n} B', 'KBox::new',
+         None, "rslab's Box::new against the kernel crate's KBox::new"),
+    )
 ] + [
-    ('KVec push to 1e5', 'KVec push to 1e5', 'rslab', 'KVec push to 1e5', 'kernel Kmalloc',
-     ('<=', 1.0005), 'KVec growth through both backends'),
+    ('KVec push to 1e5 vs C', 'KVec push to 1e5', 'rslab', 'KVec push to 1e5', 'C krealloc',
+     None, "rslab's Vec::push growth against C's krealloc() growth with KVec's policy"),
+    ('KVec (kernel) vs C', 'KVec push to 1e5', 'kernel Kmalloc', 'KVec push to 1e5',
+     'C krealloc', None, "the kernel crate's KVec growth against the same"),
+    ('KVec push to 1e5 vs KVec', 'KVec push to 1e5', 'rslab', 'KVec push to 1e5',
+     'kernel Kmalloc', ('<=', 1.0005), "rslab's Vec growth against the kernel crate's KVec"),
 ]
 
 PREFILL_TARGET = ('<=', 1.01)
@@ -137,9 +151,9 @@ def print_tables(modes, ratios):
         unit, what = MODES[mode]
         data = modes[mode]
         print(f'rslab benchmark, {what}: {unit} per operation, medians over {data["rounds"]} '
-              f'rounds after {data["warmup"]} warm-up rounds; ratio = rslab / baseline')
+              f'rounds after {data["warmup"]} warm-up rounds; ratio = measured / baseline')
         print()
-        print(f'{"pair":<28} {"baseline":>10} {"rslab":>10} {"ratio":>8}  target')
+        print(f'{"pair":<28} {"baseline":>10} {"measured":>10} {"ratio":>8}  target')
         for r in rows:
             tgt = '' if r['target'] is None else \
                 f'{r["target"]}: {"met" if r["met"] else "NOT MET"}'
@@ -233,7 +247,7 @@ def charts(out: Path, modes, ratios):
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel('ratio rslab / baseline, bars from parity (1.0; left is cheaper); black: '
+    ax.set_xlabel('ratio measured / baseline, bars from parity (1.0; left is cheaper); black: '
                   'icount target (dashed: a speed-up target as a ratio)')
     all_x = [r['ratio'] for rows in shown.values() for r in rows]
     ax.set_xlim(min(0.55, min(all_x) - 0.05), max(1.1, max(all_x) + 0.05))
@@ -244,6 +258,51 @@ def charts(out: Path, modes, ratios):
     fig.savefig(out / 'ratios.png', dpi=110)
     plt.close(fig)
     written.append(out / 'ratios.png')
+
+    # kmalloc against C: each variant's ratio to C's kmalloc() with a compile-time size, per
+    # object size, one panel per mode.
+    sizes = [8, 96, 192, 256, 4096]
+    kvariants = [('C kmalloc var', "C kmalloc(), run-time size", '#8c8c8c'),
+                 ('KBox::new', "kernel crate's KBox::new", '#dd8452'),
+                 ('rslab', "rslab's Box::new", '#4c72b0')]
+    kmodes = [m for m in modes if any(r['group'] == 'Box::new 8 B' and
+                                      r['variant'] == 'C kmalloc const'
+                                      for r in modes[m]['results'])]
+    if kmodes:
+        fig, axes = plt.subplots(1, len(kmodes), figsize=(6.2 * len(kmodes), 4.4), squeeze=False)
+        for ax, mode in zip(axes[0], kmodes):
+            figs = {(r['group'], r['variant']): r['median_ps'] for r in modes[mode]['results']}
+            width = 0.8 / len(kvariants)
+            top = 1.0
+            for k, (variant, label, color) in enumerate(kvariants):
+                xs, ys = [], []
+                for i, n in enumerate(sizes):
+                    base = figs.get((f'Box::new {n} B', 'C kmalloc const'))
+                    v = figs.get((f'Box::new {n} B', variant))
+                    if base and v:
+                        xs.append(i + (k - (len(kvariants) - 1) / 2) * width)
+                        ys.append(v / base)
+                ax.bar(xs, ys, width, color=color, label=label)
+                for x, y in zip(xs, ys):
+                    ax.text(x, y + 0.01, f'{y:.3f}', ha='center', va='bottom', fontsize=6.5,
+                            rotation=90)
+                top = max([top] + ys)
+            ax.axhline(1.0, color='black', lw=1.0)
+            if mode == 'icount':
+                ax.axhline(1.02, color='#c44e52', lw=1.0, ls='--', label='target for rslab: 1.02')
+            ax.set_xticks(range(len(sizes)))
+            ax.set_xticklabels([f'{n} B' for n in sizes])
+            ax.set_ylim(0, top * 1.4)
+            ax.set_ylabel("ratio to C's kmalloc() + kfree(), compile-time size")
+            ax.set_title(MODES[mode][1], fontsize=9)
+            ax.grid(axis='y', alpha=0.3)
+            ax.legend(fontsize=7, loc='upper right')
+        fig.suptitle('allocate, fill and free one object: ratios to C, measured side by side in '
+                     'one boot per mode', fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / 'kmalloc.png', dpi=110)
+        plt.close(fig)
+        written.append(out / 'kmalloc.png')
 
     # Growth with the count, per mode.
     mode = 'icount' if 'icount' in modes else next(iter(modes))

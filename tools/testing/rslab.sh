@@ -94,7 +94,7 @@ kernel_env() {
 }
 
 RUST_ROOTS=("$root/rust/rslab.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
-	"$root/tools/testing/bench/rslab_bench.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs")
+	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs")
 
 # build_modules [doctests] [MAKE ARGS...]: builds the modules; with "doctests" also the
 # library's documentation examples as KUnit cases (rslab_doctests.ko), generated from the

@@ -2,6 +2,9 @@
 
 //! rslab benchmark: rslab's wrappers against the raw C calls, side by side, in one run.
 //!
+//! The C side of the kmalloc rows is C code (`rslab_bench_c.c`, compiled into this module by
+//! Kbuild like any C driver); the other baselines call the C functions through the bindings.
+//!
 //! Loading the module runs every benchmark and publishes the results as JSON at
 //! `/sys/kernel/debug/rslab_bench/results`; `make bench` turns them into a table and a chart.
 //!
@@ -12,16 +15,18 @@
 //! and does not move the median. Untimed set-up (prefilling the sheaf an allocation benchmark
 //! draws from, reserving result arrays) stays outside the batch.
 
-use core::{fmt, mem::MaybeUninit, ptr::NonNull};
+use core::fmt;
+#[cfg(rslab_sheaf)]
+use core::{mem::MaybeUninit, ptr::NonNull};
 use kernel::{
     alloc::{allocator, Allocator, Box, Vec},
     bindings,
     debugfs::Dir,
-    new_spinlock,
     prelude::*,
-    sync::Arc,
     time::{Instant, Monotonic},
 };
+#[cfg(rslab_sheaf)]
+use kernel::{new_spinlock, sync::Arc};
 
 #[path = "../../../rust/lib/mod.rs"]
 pub mod rslab;
@@ -131,36 +136,52 @@ impl Samples {
     }
 }
 
-/// Measures a baseline and rslab's counterpart side by side: their rounds alternate (and which
-/// goes first alternates too), so a change in background load hits both alike. Each round
-/// returns (timed ns, operations).
-fn measure_pair(
-    out: &mut KVec<Figure>,
-    group: &'static str,
-    base: (&'static str, &mut dyn FnMut() -> Result<(u64, u64)>),
-    ours: (&'static str, &mut dyn FnMut() -> Result<(u64, u64)>),
-) -> Result {
+/// One variant of a measurement: its name and a round, which returns (timed ns, operations).
+type Variant<'a> = (&'static str, &'a mut dyn FnMut() -> Result<(u64, u64)>);
+
+/// Most variants measured side by side.
+const MAX_VARIANTS: usize = 4;
+
+/// Measures variants side by side: their rounds alternate, and which goes first rotates, so
+/// that a change in background load hits all of them alike. The first is the baseline.
+fn measure_set(out: &mut KVec<Figure>, group: &'static str, set: &mut [Variant<'_>]) -> Result {
     let warm = rslab::param(&module_parameters::warmup);
     let rounds = rslab::param(&module_parameters::rounds).clamp(1, 101);
-    let (bname, bf) = base;
-    let (oname, of) = ours;
-    for _ in 0..warm {
-        bf()?;
-        of()?;
+    let n = set.len();
+    if n == 0 || n > MAX_VARIANTS {
+        return Err(EINVAL);
     }
-    let (mut bs, mut os) = (Samples::new(), Samples::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            bs.add(bf()?)?;
-            os.add(of()?)?;
-        } else {
-            os.add(of()?)?;
-            bs.add(bf()?)?;
+    for _ in 0..warm {
+        for (_, f) in set.iter_mut() {
+            f()?;
         }
     }
-    out.push(bs.figure(group, bname), GFP_KERNEL)?;
-    out.push(os.figure(group, oname), GFP_KERNEL)?;
+    let mut samples = [
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+    ];
+    for round in 0..rounds as usize {
+        for k in 0..n {
+            let i = (round + k) % n;
+            samples[i].add((set[i].1)()?)?;
+        }
+    }
+    for (s, (name, _)) in samples.into_iter().zip(set.iter()) {
+        out.push(s.figure(group, name), GFP_KERNEL)?;
+    }
     Ok(())
+}
+
+/// Measures a baseline and rslab's counterpart side by side (see [`measure_set`]).
+fn measure_pair<'a>(
+    out: &mut KVec<Figure>,
+    group: &'static str,
+    base: Variant<'a>,
+    ours: Variant<'a>,
+) -> Result {
+    measure_set(out, group, &mut [base, ours])
 }
 
 /// Times `f` with the task pinned to its CPU.
@@ -512,60 +533,164 @@ fn growth(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result<usize> {
     Ok(capacity)
 }
 
-/// One batch of `Box::new` + drop over allocator `A`; `held` keeps the boxes between the two.
-fn box_batch<A: Allocator, const N: usize>(
-    held: &mut KVec<Box<MaybeUninit<[u8; N]>, A>>,
+/// The byte every allocation benchmark writes into each byte of its objects, on the C side
+/// (`RSLAB_BENCH_FILL` in `rslab_bench_c.h`) and the Rust side alike.
+const FILL: u8 = 0xa5;
+
+/// The C baselines, `rslab_bench_c.c`.
+mod c {
+    use kernel::ffi::c_void;
+
+    /// A batch of `kmalloc()` + fill + `kfree()` with a compile-time size: it allocates `count`
+    /// objects into `held`, fills them, frees them and returns how many it allocated.
+    pub(super) type ConstBatch =
+        unsafe extern "C" fn(held: *mut *mut c_void, count: usize) -> usize;
+
+    extern "C" {
+        pub(super) fn rslab_bench_kmalloc_const_8(held: *mut *mut c_void, count: usize) -> usize;
+        pub(super) fn rslab_bench_kmalloc_const_96(held: *mut *mut c_void, count: usize) -> usize;
+        pub(super) fn rslab_bench_kmalloc_const_192(held: *mut *mut c_void, count: usize) -> usize;
+        pub(super) fn rslab_bench_kmalloc_const_256(held: *mut *mut c_void, count: usize) -> usize;
+        pub(super) fn rslab_bench_kmalloc_const_4096(held: *mut *mut c_void, count: usize)
+            -> usize;
+        /// The same with a run-time size.
+        pub(super) fn rslab_bench_kmalloc_var(
+            held: *mut *mut c_void,
+            count: usize,
+            size: usize,
+        ) -> usize;
+        /// An array of `u32` grown to `n` elements with `krealloc()`, `KVec`'s policy; returns
+        /// its length (0 on failure).
+        pub(super) fn rslab_bench_krealloc_growth(n: usize) -> usize;
+    }
+}
+
+/// One batch of the C side: `f` allocates `BATCH` objects into `held`'s spare capacity, fills
+/// and frees them, and returns how many it allocated.
+fn c_batch(
+    held: &mut KVec<*mut kernel::ffi::c_void>,
+    f: impl Fn(*mut *mut kernel::ffi::c_void, usize) -> usize,
 ) -> Result<(u64, u64)> {
-    let ns = timed(|| {
-        for _ in 0..BATCH {
-            if let Ok(b) = Box::new(MaybeUninit::uninit(), GFP_KERNEL) {
-                // `held` has room for `BATCH`: no allocation.
-                let _ = held.push(b, GFP_NOWAIT);
-            }
-        }
-        held.clear();
-    });
+    let spare = held.spare_capacity_mut();
+    if spare.len() < BATCH {
+        return Err(EINVAL);
+    }
+    let slots = spare.as_mut_ptr().cast();
+    let mut done = 0;
+    let ns = timed(|| done = f(slots, BATCH));
+    if done != BATCH {
+        return Err(ENOMEM);
+    }
     Ok((ns, 2 * BATCH as u64))
 }
 
-/// `Box::new` + drop over the kernel crate's `Kmalloc` and over rslab's.
-fn boxes<const N: usize>(out: &mut KVec<Figure>, group: &'static str) -> Result {
-    let mut up: KVec<Box<MaybeUninit<[u8; N]>, allocator::Kmalloc>> =
-        KVec::with_capacity(BATCH, GFP_KERNEL)?;
-    let mut ours: KVec<Box<MaybeUninit<[u8; N]>, Kmalloc>> =
-        KVec::with_capacity(BATCH, GFP_KERNEL)?;
-    measure_pair(
+/// One batch of `Box::new([FILL; N])` + drop over allocator `A`: `BATCH` boxes kept in `held`'s
+/// spare capacity, as the C side keeps its pointers in an array (no `push` and its capacity
+/// check per object), then dropped.
+fn box_batch<A: Allocator, const N: usize>(held: &mut KVec<Box<[u8; N], A>>) -> Result<(u64, u64)> {
+    held.clear();
+    if held.capacity() < BATCH {
+        return Err(EINVAL);
+    }
+    let mut done = 0;
+    let ns = timed(|| {
+        for slot in held.spare_capacity_mut().iter_mut().take(BATCH) {
+            let Ok(b) = Box::new([FILL; N], GFP_KERNEL) else {
+                break;
+            };
+            slot.write(b);
+            done += 1;
+        }
+        // SAFETY: The loop wrote the first `done` slots of the spare capacity, so `done` is at
+        // most the spare capacity and those elements are initialized.
+        unsafe { held.inc_len(done) };
+        held.clear();
+    });
+    if done != BATCH {
+        return Err(ENOMEM);
+    }
+    Ok((ns, 2 * BATCH as u64))
+}
+
+/// An `N`-byte object allocated, filled and freed: C's `kmalloc()` with a compile-time size
+/// (`konst`, the baseline), C's `kmalloc()` with a run-time size, `Box::new` over the kernel
+/// crate's `Kmalloc` (`KBox::new`), and over rslab's.
+fn boxes<const N: usize>(
+    out: &mut KVec<Figure>,
+    group: &'static str,
+    konst: c::ConstBatch,
+) -> Result {
+    let mut konst_held: KVec<*mut kernel::ffi::c_void> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
+    let mut var_held: KVec<*mut kernel::ffi::c_void> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
+    let mut up: KVec<Box<[u8; N], allocator::Kmalloc>> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
+    let mut ours: KVec<Box<[u8; N], Kmalloc>> = KVec::with_capacity(BATCH, GFP_KERNEL)?;
+    // The run-time size, hidden from the optimiser on the Rust side too (the C function cannot
+    // see it anyway).
+    let size = core::hint::black_box(N);
+    measure_set(
         out,
         group,
-        ("kernel Kmalloc", &mut || box_batch(&mut up)),
-        ("rslab", &mut || box_batch(&mut ours)),
+        &mut [
+            ("C kmalloc const", &mut || {
+                c_batch(&mut konst_held, |held, count| {
+                    // SAFETY: `konst` is one of the `rslab_bench_kmalloc_const_*` functions,
+                    // which take any count; `held` has room for `count` pointers (`c_batch`
+                    // checks it).
+                    unsafe { konst(held, count) }
+                })
+            }),
+            ("C kmalloc var", &mut || {
+                c_batch(&mut var_held, |held, count| {
+                    // SAFETY: `rslab_bench_kmalloc_var` takes any count and size; `held` has
+                    // room for `count` pointers (`c_batch` checks it).
+                    unsafe { c::rslab_bench_kmalloc_var(held, count, size) }
+                })
+            }),
+            ("KBox::new", &mut || box_batch(&mut up)),
+            ("rslab", &mut || box_batch(&mut ours)),
+        ],
     )
 }
 
-/// One `Vec::push` growth to 100,000 elements over allocator `A`.
+/// Growth to this many elements, one push at a time.
+const GROWTH: usize = 100_000;
+
+/// One `Vec::push` growth to `GROWTH` elements over allocator `A`.
 fn push_batch<A: Allocator>() -> Result<(u64, u64)> {
-    const N: usize = 100_000;
     let mut ok = true;
     let ns = timed(|| {
         let mut v = Vec::<u32, A>::new();
-        for i in 0..N {
+        for i in 0..GROWTH {
             ok &= v.push(i as u32, GFP_KERNEL).is_ok();
         }
     });
     if ok {
-        Ok((ns, N as u64))
+        Ok((ns, GROWTH as u64))
     } else {
         Err(ENOMEM)
     }
 }
 
-/// `Vec::push` growth through both backends.
+/// Growth to `GROWTH` elements: C's `krealloc()` with `KVec`'s policy (the baseline), and
+/// `Vec::push` through both Rust backends.
 fn vec_growth(out: &mut KVec<Figure>) -> Result {
-    measure_pair(
+    measure_set(
         out,
         "KVec push to 1e5",
-        ("kernel Kmalloc", &mut push_batch::<allocator::Kmalloc>),
-        ("rslab", &mut push_batch::<Kmalloc>),
+        &mut [
+            ("C krealloc", &mut || {
+                let mut len = 0;
+                // SAFETY: The function takes any count and owns everything it allocates.
+                let ns = timed(|| len = unsafe { c::rslab_bench_krealloc_growth(GROWTH) });
+                if len == GROWTH {
+                    Ok((ns, GROWTH as u64))
+                } else {
+                    Err(ENOMEM)
+                }
+            }),
+            ("kernel Kmalloc", &mut push_batch::<allocator::Kmalloc>),
+            ("rslab", &mut push_batch::<Kmalloc>),
+        ],
     )
 }
 
@@ -887,11 +1012,27 @@ fn run() -> Result<Results> {
     )?;
     #[cfg(not(rslab_sheaf))]
     let capacity = 0;
-    boxes::<8>(&mut figures, "Box::new 8 B")?;
-    boxes::<96>(&mut figures, "Box::new 96 B")?;
-    boxes::<192>(&mut figures, "Box::new 192 B")?;
-    boxes::<256>(&mut figures, "Box::new 256 B")?;
-    boxes::<4096>(&mut figures, "Box::new 4096 B")?;
+    boxes::<8>(&mut figures, "Box::new 8 B", c::rslab_bench_kmalloc_const_8)?;
+    boxes::<96>(
+        &mut figures,
+        "Box::new 96 B",
+        c::rslab_bench_kmalloc_const_96,
+    )?;
+    boxes::<192>(
+        &mut figures,
+        "Box::new 192 B",
+        c::rslab_bench_kmalloc_const_192,
+    )?;
+    boxes::<256>(
+        &mut figures,
+        "Box::new 256 B",
+        c::rslab_bench_kmalloc_const_256,
+    )?;
+    boxes::<4096>(
+        &mut figures,
+        "Box::new 4096 B",
+        c::rslab_bench_kmalloc_const_4096,
+    )?;
     vec_growth(&mut figures)?;
     for r in figures.iter() {
         pr_info!(
