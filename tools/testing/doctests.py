@@ -8,8 +8,8 @@ scripts/rustdoc_test_builder.rs, which rustdoc calls instead of a compiler for e
 scripts/rustdoc_test_gen.rs, which wraps each saved example in an `extern "C"` KUnit case whose
 `assert!`/`assert_eq!` report to KUnit. Both hard-code the kernel crate's paths. This script
 builds them from the kernel tree in use with those paths pointed at rslab's (each replaced
-string must be found, so a change upstream fails loudly), runs rustdoc on rust/rslab.rs with
-the flags kbuild compiled it with (rustdoc.py's replay of rust/.rslab.o.cmd), and writes
+string must be found, so a change upstream fails loudly), runs rustdoc on rust/rslab_main.rs with
+the flags kbuild compiled it with (rustdoc.py's replay of rust/.rslab_main.o.cmd), and writes
 rust/rslab_doctests_generated.rs: the generated cases and a KUnit suite, `rslab_doctests`,
 listing them. rust/rslab_doctests.rs includes that file; Kbuild builds rslab_doctests.ko when it
 exists.

@@ -93,7 +93,7 @@ kernel_env() {
 	esac
 }
 
-RUST_ROOTS=("$root/rust/rslab.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
+RUST_ROOTS=("$root/rust/rslab_main.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
 	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs")
 
 # build_modules [doctests] [MAKE ARGS...]: builds the modules; with "doctests" also the

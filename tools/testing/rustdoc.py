@@ -4,7 +4,7 @@
 
 Kbuild's `make rustdoc` documents the kernel's own crates only; it has no rule
 for external modules. The module crate's exact rustc command line is in kbuild's
-saved command file (rust/.rslab.o.cmd), so this script replays it through
+saved command file (rust/.rslab_main.o.cmd), so this script replays it through
 rustdoc: same target, cfgs (CONFIG_*, rslab_sheaf), externs (kernel, pin_init)
 and -Z features, minus what only code generation needs. The HTML lands in
 OUT/rustdoc/rslab/index.html; any rustdoc warning (a broken intra-doc link, a
@@ -28,12 +28,12 @@ def module_rustdoc(root: Path):
 
     Returns (env, args, source) with args[0] the rustdoc next to kbuild's rustc, or raises
     RuntimeError with the reason."""
-    cmdfile = root / 'rust' / '.rslab.o.cmd'
+    cmdfile = root / 'rust' / '.rslab_main.o.cmd'
     try:
         text = cmdfile.read_text()
     except OSError as e:
         raise RuntimeError(f'{e}: build the modules first')
-    m = re.search(r'^savedcmd_rust/rslab\.o := (.*?)(?:\s+;.*)?$', text, re.M)
+    m = re.search(r'^savedcmd_rust/rslab_main\.o := (.*?)(?:\s+;.*)?$', text, re.M)
     if not m:
         raise RuntimeError(f'no rustc command line in {cmdfile}')
     env = dict(os.environ)
