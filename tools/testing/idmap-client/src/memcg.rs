@@ -8,7 +8,8 @@ use std::{
     fs::{self, File, OpenOptions},
     io,
     os::fd::{AsRawFd, RawFd},
-    ptr,
+    ptr, thread,
+    time::{Duration, Instant},
 };
 
 const CGROUP: &str = "/sys/fs/cgroup";
@@ -55,6 +56,10 @@ pub(crate) struct Phase2 {
 pub(crate) const BATCH: usize = 64;
 pub(crate) const MAX_BATCHES: usize = 4096;
 pub(crate) const RETRIES_AT_LIMIT: u64 = 10;
+
+/// How long the slab charged to the cgroup may take to drop below its bound once the file is
+/// closed and the child reaped (RCU-deferred frees of the child's objects).
+const SLAB_DRAIN: Duration = Duration::from_secs(20);
 
 /// Writes plain data to a pipe.
 pub(crate) fn send<T: Copy>(fd: RawFd, v: &T) -> bool {
@@ -279,15 +284,27 @@ pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
     let max_events = pread_u64(&events, Some("max")).unwrap_or(0);
     let after_close = pread_u64(&current, None).unwrap_or(u64::MAX);
     // What the nodes were charged is gone; `memory.current` still counts the per-CPU charge
-    // stock (up to 64 pages per CPU) until it is drained.
-    let slab_after_close = fs::read_to_string(format!("{cg}/memory.stat"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("slab "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .unwrap_or(u64::MAX);
+    // stock (up to 64 pages per CPU) until it is drained. The cgroup's slab also held the
+    // child's own objects (its task, credentials, pid), which the kernel frees after an RCU
+    // grace period once the child is reaped: seconds on a loaded debug kernel. So the slab
+    // figure is read until it is below the bound, for up to SLAB_DRAIN.
+    let slab_stat = || {
+        fs::read_to_string(format!("{cg}/memory.stat"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("slab "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(u64::MAX)
+    };
+    let drain_start = Instant::now();
+    let mut slab_after_close = slab_stat();
+    while slab_after_close > LIMIT / 16 && drain_start.elapsed() < SLAB_DRAIN {
+        thread::sleep(Duration::from_millis(100));
+        slab_after_close = slab_stat();
+    }
+    let drained_in = drain_start.elapsed().as_millis();
 
     // Outside the cgroup, the device works as before.
     let outside = open(libc::O_RDWR)
@@ -319,7 +336,7 @@ pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
     ));
     notes.push(format!("memory.stat: {stat}"));
     notes.push(format!(
-        "{} values verified, {} mismatches; after freeing half, an insert {}; after close: slab {slab_after_close} B, usage {after_close} B (per-CPU charge stock); outside the cgroup: {}",
+        "{} values verified, {} mismatches; after freeing half, an insert {}; after close: slab {slab_after_close} B (read {drained_in} ms after), usage {after_close} B (per-CPU charge stock); outside the cgroup: {}",
         r2.verified,
         r2.mismatches,
         if r2.insert_after_free == 1 { "succeeded" } else { "FAILED" },
@@ -378,7 +395,8 @@ pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
     }
     if slab_after_close > LIMIT / 16 {
         problems.push(format!(
-            "{slab_after_close} B of slab still charged after the file was closed"
+            "{slab_after_close} B of slab still charged {drained_in} ms after the file was closed ({})",
+            memory_stat(&cg)
         ));
     }
     if outside != Ok(7) {
