@@ -426,8 +426,12 @@ counts instructions, per allocation and free, in the same boot:
 Counting instructions treats the atomic increment and decrement of the
 Arc like any instruction; in wall-clock time (noisy under TCG) this
 series' fast path takes 0.663 of the Arc-per-object design's.
-KmemCache::alloc(), Box and Vec over the kmalloc allocator measure 1.000
-against the C calls.
+
+Box::new() + drop over this series' kmalloc allocator, which picks the
+kmalloc cache as kmalloc() does for a compile-time size, measures 1.002 to
+1.011 against C's kmalloc() + memset() + kfree() with a compile-time size,
+for 8 to 4096 bytes (the kernel crate's KBox::new(): 1.079 to 1.312), in
+one boot, instructions as above.
 
 What the extended guarantee costs: with slab_debug, kmalloc-96 and
 kmalloc-192 need larger slab objects to stay aligned. Weighted by the live
