@@ -568,7 +568,8 @@ def judge(args, out: Path, kunit=True):
         for rx, what in BAD:
             if rx.search(text):
                 when = ('in the test kernel\'s own boot, before any rslab module was loaded'
-                        if i < first_load else 'after rslab\'s modules started loading')
+                        if i < first_load else 'after the guest script started'
+                        if args.mode == 'boot' else 'after rslab\'s modules started loading')
                 problems.append(f'kernel log has a {what} report {when}: {text.strip()}')
                 break
     if expected_dumps:
