@@ -68,7 +68,6 @@
 
 use core::mem;
 use kernel::{
-    bindings,
     fs::{file, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     new_spinlock,
@@ -483,7 +482,7 @@ struct IdMapFile {
 /// The device's file operations as the kernel crate builds them, with this module as their
 /// owner (see [`own_file`]).
 #[cfg(not(rslab_misc_fops_owner))]
-struct OwnedFops(bindings::file_operations);
+struct OwnedFops(kernel::bindings::file_operations);
 
 // SAFETY: Never written after it is built: shared read-only, as the kernel crate's own vtable.
 #[cfg(not(rslab_misc_fops_owner))]
@@ -529,7 +528,7 @@ fn own_file(file: &File) -> Result {
     // `misc_open()` calls `open` with `misc_mtx` held, and the module's exit deregisters the
     // device, which takes `misc_mtx`, before the module can go. This is the "implied protection"
     // of `try_module_get()`'s documentation; it fails once the module is being unloaded.
-    if !unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
+    if !unsafe { kernel::bindings::try_module_get(THIS_MODULE.as_ptr()) } {
         return Err(ENODEV);
     }
     // SAFETY: What `replace_fops()` does, which `open` may do: the old operations have no owner
