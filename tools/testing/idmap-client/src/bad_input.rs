@@ -126,6 +126,16 @@ fn read_only_entry(fd: RawFd, cmd: u32, id: u32) -> Result<(), Errno> {
     ioctl_raw(fd, cmd, p as usize)
 }
 
+/// `cmd` with an [`abi::Entry`] for `id` whose reserved `flags` is not 0.
+fn flagged_entry(fd: RawFd, cmd: u32, id: u32) -> Result<(), Errno> {
+    let mut e = abi::Entry {
+        id,
+        flags: 1,
+        value: 0,
+    };
+    ioctl(fd, cmd, &mut e)
+}
+
 /// The result of a `read`, `write` or `mmap` return value: `Err(errno)` if it failed.
 fn check(failed: bool) -> Result<(), Errno> {
     if failed {
@@ -258,27 +268,13 @@ static ROWS: &[Row] = &[
         name: "get, flags not 0",
         on: On::Rw,
         want: libc::EINVAL,
-        call: |f| {
-            let mut e = abi::Entry {
-                id: f.first,
-                flags: 1,
-                value: 0,
-            };
-            ioctl(f.rw, abi::IOCTL_GET, &mut e)
-        },
+        call: |f| flagged_entry(f.rw, abi::IOCTL_GET, f.first),
     },
     Row {
         name: "remove, flags not 0",
         on: On::Rw,
         want: libc::EINVAL,
-        call: |f| {
-            let mut e = abi::Entry {
-                id: f.first,
-                flags: 1,
-                value: 0,
-            };
-            ioctl(f.rw, abi::IOCTL_REMOVE, &mut e)
-        },
+        call: |f| flagged_entry(f.rw, abi::IOCTL_REMOVE, f.first),
     },
     Row {
         name: "get, argument NULL",
