@@ -42,9 +42,11 @@ use core::{
 use kernel::{
     alloc::{AllocError, Flags},
     bindings,
+    ffi::c_void,
     prelude::*,
     str::CStr,
     transmute::{AsBytes, FromBytes},
+    types::ForeignOwnable,
     uaccess::{UserSliceReader, UserSliceWriter},
 };
 
@@ -126,8 +128,8 @@ impl CacheOptions {
     ///
     /// With `CONFIG_HARDENED_USERCOPY` (on in most distribution kernels) the kernel kills a task
     /// whose `copy_to_user()` or `copy_from_user()` touches a slab object outside its cache's
-    /// region; a cache without one allows no copy at all. [`SlabBox::copy_to_user`] and
-    /// [`SlabBox::copy_from_user`] check the region first and return an error instead.
+    /// region; a cache without one allows no copy at all. [`KmemCache::copy_to_user`] and
+    /// [`KmemCache::copy_from_user`] check the region first and return an error instead.
     /// [`KmemCache::new`] refuses a region that does not lie within `T` with `EINVAL`.
     ///
     /// # Examples
@@ -305,7 +307,7 @@ impl<T> KmemCache<T> {
         // SAFETY: `slot` is valid for writes of a `T` and properly aligned.
         unsafe { slot.as_ptr().write(value) };
         // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
-        Ok(unsafe { SlabBox::from_raw(slot, self) })
+        Ok(unsafe { SlabBox::from_object(slot, self) })
     }
 
     /// Allocates an object and initialises it in place with `init`. On error nothing leaks.
@@ -325,7 +327,7 @@ impl<T> KmemCache<T> {
         // the initialiser fails.
         match unsafe { init.__init(slot.as_ptr()) } {
             // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
-            Ok(()) => Ok(unsafe { SlabBox::from_raw(slot, self) }),
+            Ok(()) => Ok(unsafe { SlabBox::from_object(slot, self) }),
             Err(e) => {
                 // SAFETY: `slot` came from this cache and holds no value.
                 unsafe { self.free_raw(slot) };
@@ -349,7 +351,9 @@ impl<T> KmemCache<T> {
         // slab object until it is freed), and is not used again if the initialiser fails.
         match unsafe { super::pin_init_slot(slot.as_ptr(), init) } {
             // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
-            Ok(()) => Ok(SlabBox::into_pin(unsafe { SlabBox::from_raw(slot, self) })),
+            Ok(()) => Ok(SlabBox::into_pin(unsafe {
+                SlabBox::from_object(slot, self)
+            })),
             Err(e) => {
                 // SAFETY: `slot` came from this cache and holds no value.
                 unsafe { self.free_raw(slot) };
@@ -377,34 +381,215 @@ impl<T> KmemCache<T> {
     }
 }
 
+impl<T> KmemCache<T> {
+    /// Returns bytes `offset..offset + len` of `object`, if they lie within the cache's usercopy
+    /// region.
+    fn user_bytes(
+        &self,
+        object: &SlabBox<'_, T>,
+        offset: usize,
+        len: usize,
+    ) -> Result<NonNull<[u8]>>
+    where
+        T: AsBytes,
+    {
+        let region = self.usercopy_region();
+        match offset.checked_add(len) {
+            Some(end) if offset >= region.start && end <= region.end => {
+                // SAFETY: `offset + len` is within `size_of::<T>()` by `KmemCache`'s invariant,
+                // so the pointer stays inside the object.
+                let start = unsafe { object.ptr.cast::<u8>().add(offset) };
+                Ok(NonNull::slice_from_raw_parts(start, len))
+            }
+            _ => Err(EPERM),
+        }
+    }
+
+    /// Copies bytes `offset..offset + len` of `object` to user space through `writer`.
+    ///
+    /// Fails with `EPERM`, copying nothing, when the bytes are not all inside the cache's
+    /// usercopy region ([`CacheOptions::usercopy`]), where hardened usercopy would kill the
+    /// task; with `EFAULT` as [`UserSliceWriter::write_slice`] does.
+    ///
+    /// # Safety
+    ///
+    /// `object` must be an object of this cache. A box stores no cache (it is one pointer), and
+    /// with `CONFIG_HARDENED_USERCOPY` the kernel checks the copy against the region of the
+    /// object's own cache: an object of another cache of `T`, whose region differs, would make
+    /// it kill the task (`usercopy_abort()`).
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep (page faults).
+    pub unsafe fn copy_to_user(
+        &self,
+        object: &SlabBox<'_, T>,
+        writer: &mut UserSliceWriter,
+        offset: usize,
+        len: usize,
+    ) -> Result
+    where
+        T: AsBytes,
+    {
+        let bytes = self.user_bytes(object, offset, len)?;
+        // SAFETY: `T: AsBytes`, so every byte of the object is initialised; `bytes` lies within
+        // the object, which is borrowed for the duration of the call.
+        writer.write_slice(unsafe { bytes.as_ref() })
+    }
+
+    /// Copies `len` bytes from user space through `reader` into bytes `offset..offset + len`
+    /// of `object`.
+    ///
+    /// Fails with `EPERM`, changing nothing, when the bytes are not all inside the cache's
+    /// usercopy region; with `EFAULT` as [`UserSliceReader::read_slice`] does (the object may
+    /// then hold part of the data).
+    ///
+    /// # Safety
+    ///
+    /// `object` must be an object of this cache (see [`Self::copy_to_user`]).
+    ///
+    /// # Context
+    ///
+    /// Process context; may sleep (page faults).
+    pub unsafe fn copy_from_user(
+        &self,
+        object: &mut SlabBox<'_, T>,
+        reader: &mut UserSliceReader,
+        offset: usize,
+        len: usize,
+    ) -> Result
+    where
+        T: AsBytes + FromBytes,
+    {
+        let mut bytes = self.user_bytes(object, offset, len)?;
+        // SAFETY: `T: AsBytes`, so the bytes are initialised, and `T: FromBytes`, so any bytes
+        // written keep the object a valid `T`; `object` is borrowed mutably for the call.
+        reader.read_slice(unsafe { bytes.as_mut() })
+    }
+}
+
 /// An owning pointer to a `T` in a [`KmemCache<T>`]; dropping it drops the `T` and frees the
-/// object to the cache.
+/// object.
+///
+/// A `SlabBox` is one pointer, as a C driver's object pointer is: the lifetime `'c` ties it to
+/// its cache at compile time, and nothing is stored for it. The object is freed with `kfree()`,
+/// which finds the cache of any slab object from the object itself
+/// (`Documentation/core-api/memory-allocation.rst` allows it for `kmem_cache_alloc()` objects);
+/// that costs a few instructions more per free than `kmem_cache_free()`, which is given the
+/// cache.
+///
+/// A box of a cache that lives as long as the module (a
+/// [`StaticCache`](super::static_cache::StaticCache)) is a `SlabBox<'static, T>`: it can be
+/// handed to C or stored in the kernel's `XArray` through [`ForeignOwnable`], and converted to
+/// and from the `Box` of a [`static_cache_allocator!`](crate::static_cache_allocator) at no
+/// cost.
+///
+/// # Examples
+///
+/// ```
+/// use core::mem::size_of;
+/// use rslab::cache::{CacheOptions, KmemCache, SlabBox};
+///
+/// assert_eq!(size_of::<SlabBox<'_, u64>>(), size_of::<usize>());
+/// assert_eq!(size_of::<Option<SlabBox<'_, u64>>>(), size_of::<usize>());
+///
+/// let cache = KmemCache::<u64>::new(c"rslab_doc_raw", CacheOptions::new())?;
+/// let object = cache.alloc(42, GFP_KERNEL)?;
+/// let raw = SlabBox::into_raw(object);
+/// // SAFETY: `raw` came from `SlabBox::into_raw` of a box of `cache`, which is still alive.
+/// let object = unsafe { SlabBox::<'_, u64>::from_raw(raw) };
+/// assert_eq!(*object, 42);
+/// # Ok::<(), Error>(())
+/// ```
 ///
 /// # Invariants
 ///
-/// `ptr` is an object of `cache` holding an initialised `T`, owned by this value.
+/// `ptr` is the start of an object of a slab cache that lives at least for `'c` (the address
+/// `kmem_cache_alloc()` returned for it), holding an initialised `T`, owned by this value.
 pub struct SlabBox<'c, T> {
     ptr: NonNull<T>,
-    cache: &'c KmemCache<T>,
+    // `KmemCache<T>` owns no `T` but mentions it, so the box is covariant in `T`, `Unpin` like
+    // `Box`, and, having a `Drop` implementation, keeps the cache borrowed until it is dropped.
+    _cache: PhantomData<&'c KmemCache<T>>,
 }
 
-// SAFETY: `SlabBox` owns its `T` like `Box` does; the cache reference is `Send` since
-// `KmemCache` is `Sync`.
+// One pointer, and `Option<SlabBox>` too.
+kernel::static_assert!(mem::size_of::<SlabBox<'static, u64>>() == mem::size_of::<usize>());
+kernel::static_assert!(mem::size_of::<Option<SlabBox<'static, u64>>>() == mem::size_of::<usize>());
+
+// SAFETY: `SlabBox` owns its `T` like `Box` does, and `kfree()` may free it on any thread.
 unsafe impl<T: Send> Send for SlabBox<'_, T> {}
 
 // SAFETY: `&SlabBox` only gives `&T`.
 unsafe impl<T: Sync> Sync for SlabBox<'_, T> {}
 
+/// Frees a slab object without dropping anything in it.
+///
+/// # Safety
+///
+/// `ptr` must be the start of an object of a live slab cache (the address the allocation
+/// returned), owned by the caller and not used afterwards.
+#[inline]
+pub(crate) unsafe fn free_object<T>(ptr: NonNull<T>) {
+    // SAFETY: By the safety requirements `ptr` is the start of a live slab object the caller
+    // gives up; `kfree()` accepts objects of any slab cache, not only kmalloc's.
+    unsafe { bindings::kfree(ptr.as_ptr().cast()) };
+}
+
 impl<'c, T> SlabBox<'c, T> {
+    /// Takes ownership of an object of `cache`; `cache` only ties the box's lifetime to it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the start of an object of `cache` that holds an initialised `T` and is
+    /// owned by the caller, who gives that ownership up.
+    #[inline]
+    pub(crate) unsafe fn from_object(ptr: NonNull<T>, _cache: &'c KmemCache<T>) -> Self {
+        // SAFETY: By the safety requirements; `cache` is borrowed for `'c`, so it lives that
+        // long.
+        unsafe { Self::from_owned(ptr) }
+    }
+
     /// Takes ownership of an object.
     ///
     /// # Safety
     ///
-    /// `ptr` must be an object of `cache` that holds an initialised `T` and is owned by the
-    /// caller, who gives that ownership up.
-    pub(crate) unsafe fn from_raw(ptr: NonNull<T>, cache: &'c KmemCache<T>) -> Self {
+    /// `ptr` must be the start of an object of a slab cache that lives at least for `'c`,
+    /// holding an initialised `T`, owned by the caller, who gives that ownership up.
+    #[inline]
+    pub(crate) unsafe fn from_owned(ptr: NonNull<T>) -> Self {
         // INVARIANT: By the safety requirements.
-        Self { ptr, cache }
+        Self {
+            ptr,
+            _cache: PhantomData,
+        }
+    }
+
+    /// Gives up ownership of the object and returns its pointer, as [`KBox::into_raw`] does.
+    /// [`Self::from_raw`] takes it back.
+    ///
+    /// The cache is no longer borrowed once the box is gone: the caller must take the object
+    /// back (or free it) before the cache is destroyed, or `kmem_cache_destroy()` reports the
+    /// object and leaks the cache.
+    #[inline]
+    pub fn into_raw(this: Self) -> *mut T {
+        mem::ManuallyDrop::new(this).ptr.as_ptr()
+    }
+
+    /// Takes back ownership of an object given up by [`Self::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the start of an object of a slab cache that lives at least for `'c` (the
+    /// address `kmem_cache_alloc()` returned, not a pointer into the object), holding an
+    /// initialised `T`, and the caller must own it and give that ownership up: as when `ptr`
+    /// comes from [`SlabBox::into_raw`] of a `SlabBox<'c2, T>` with `'c2: 'c`, not taken back
+    /// yet.
+    #[inline]
+    pub unsafe fn from_raw(ptr: *mut T) -> Self {
+        // SAFETY: By the safety requirements `ptr` is the start of an object (so it is not NULL)
+        // of a cache that lives for `'c`, holding a `T` whose ownership the caller gives up.
+        unsafe { Self::from_owned(NonNull::new_unchecked(ptr)) }
     }
 
     /// Pins the object; it never moves anyway.
@@ -414,86 +599,15 @@ impl<'c, T> SlabBox<'c, T> {
         unsafe { Pin::new_unchecked(this) }
     }
 
-    /// The cache the object belongs to.
-    pub fn cache(this: &Self) -> &'c KmemCache<T> {
-        this.cache
-    }
-
-    /// Returns bytes `offset..offset + len` of the object, if they lie within the cache's
-    /// usercopy region.
-    fn user_bytes(this: &Self, offset: usize, len: usize) -> Result<NonNull<[u8]>>
-    where
-        T: AsBytes,
-    {
-        let region = this.cache.usercopy_region();
-        match offset.checked_add(len) {
-            Some(end) if offset >= region.start && end <= region.end => {
-                // SAFETY: `offset + len` is within `size_of::<T>()` by `KmemCache`'s invariant,
-                // so the pointer stays inside the object.
-                let start = unsafe { this.ptr.cast::<u8>().add(offset) };
-                Ok(NonNull::slice_from_raw_parts(start, len))
-            }
-            _ => Err(EPERM),
-        }
-    }
-
-    /// Copies bytes `offset..offset + len` of the object to user space through `writer`.
-    ///
-    /// Fails with `EPERM`, copying nothing, when the bytes are not all inside the cache's
-    /// usercopy region ([`CacheOptions::usercopy`]), where hardened usercopy would kill the
-    /// task; with `EFAULT` as [`UserSliceWriter::write_slice`] does.
-    ///
-    /// # Context
-    ///
-    /// Process context; may sleep (page faults).
-    pub fn copy_to_user(
-        this: &Self,
-        writer: &mut UserSliceWriter,
-        offset: usize,
-        len: usize,
-    ) -> Result
-    where
-        T: AsBytes,
-    {
-        let bytes = Self::user_bytes(this, offset, len)?;
-        // SAFETY: `T: AsBytes`, so every byte of the object is initialised; `bytes` lies within
-        // the object, which `this` borrows for the duration of the call.
-        writer.write_slice(unsafe { bytes.as_ref() })
-    }
-
-    /// Copies `len` bytes from user space through `reader` into bytes `offset..offset + len`
-    /// of the object.
-    ///
-    /// Fails with `EPERM`, changing nothing, when the bytes are not all inside the cache's
-    /// usercopy region; with `EFAULT` as [`UserSliceReader::read_slice`] does (the object may
-    /// then hold part of the data).
-    ///
-    /// # Context
-    ///
-    /// Process context; may sleep (page faults).
-    pub fn copy_from_user(
-        this: &mut Self,
-        reader: &mut UserSliceReader,
-        offset: usize,
-        len: usize,
-    ) -> Result
-    where
-        T: AsBytes + FromBytes,
-    {
-        let mut bytes = Self::user_bytes(this, offset, len)?;
-        // SAFETY: `T: AsBytes`, so the bytes are initialised, and `T: FromBytes`, so any bytes
-        // written keep the object a valid `T`; `this` is borrowed mutably for the call.
-        reader.read_slice(unsafe { bytes.as_mut() })
-    }
-
     /// Moves the value out and frees the object.
     pub fn into_inner(this: Self) -> T {
         let this = mem::ManuallyDrop::new(this);
         // SAFETY: By the type invariant the object holds a `T`; `this` is not dropped, so the
         // value is read exactly once.
         let value = unsafe { this.ptr.as_ptr().read() };
-        // SAFETY: The object belongs to `cache` and is not used again.
-        unsafe { this.cache.free_raw(this.ptr) };
+        // SAFETY: By the type invariant the object belongs to a live cache and is owned by
+        // `this`, which is not used again.
+        unsafe { free_object(this.ptr) };
         value
     }
 }
@@ -514,11 +628,56 @@ impl<T> DerefMut for SlabBox<'_, T> {
 }
 
 impl<T> Drop for SlabBox<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant the object holds a `T` owned by `self`.
         unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
-        // SAFETY: The object belongs to `cache` and is not used again.
-        unsafe { self.cache.free_raw(self.ptr) };
+        // SAFETY: By the type invariant the object belongs to a live cache and is owned by
+        // `self`, which is not used again.
+        unsafe { free_object(self.ptr) };
+    }
+}
+
+// SAFETY: `into_foreign` returns the non-NULL start of a slab object holding a `T`. The slab
+// aligns every object to at least `align_of::<T>()` (the cache's alignment) and to the size of
+// a pointer (`calculate_alignment()` in mm/slab_common.c; red zones and KFENCE keep it).
+unsafe impl<T: 'static> ForeignOwnable for SlabBox<'static, T> {
+    const FOREIGN_ALIGN: usize = if mem::align_of::<T>() < mem::size_of::<usize>() {
+        mem::size_of::<usize>()
+    } else {
+        mem::align_of::<T>()
+    };
+
+    type Borrowed<'a>
+        = &'a T
+    where
+        Self: 'a;
+    type BorrowedMut<'a>
+        = &'a mut T
+    where
+        Self: 'a;
+
+    fn into_foreign(self) -> *mut c_void {
+        Self::into_raw(self).cast()
+    }
+
+    unsafe fn from_foreign(ptr: *mut c_void) -> Self {
+        // SAFETY: By the safety requirements `ptr` comes from `into_foreign`, i.e. from
+        // `into_raw` of a box of a cache that lives for `'static`, not taken back yet: the start
+        // of an object holding a `T`.
+        unsafe { Self::from_raw(ptr.cast()) }
+    }
+
+    unsafe fn borrow<'a>(ptr: *mut c_void) -> &'a T {
+        // SAFETY: By the safety requirements the object stays alive and is not changed for
+        // `'a`.
+        unsafe { &*ptr.cast::<T>() }
+    }
+
+    unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> &'a mut T {
+        // SAFETY: By the safety requirements the object stays alive and nothing else uses it
+        // for `'a`.
+        unsafe { &mut *ptr.cast::<T>() }
     }
 }
 
@@ -748,7 +907,8 @@ mod tests {
             GFP_KERNEL,
         )?;
 
-        SlabBox::copy_to_user(&a, &mut user(page, 32).writer(), 16, 32)?;
+        // SAFETY: The object is one of `cache`'s.
+        unsafe { cache.copy_to_user(&a, &mut user(page, 32).writer(), 16, 32) }?;
         let mut back = [0u8; 32];
         user(page, 32).reader().read_slice(&mut back)?;
         check!(
@@ -757,10 +917,12 @@ mod tests {
         );
 
         let mut b = cache.alloc([0; 8], GFP_KERNEL)?;
-        SlabBox::copy_from_user(&mut b, &mut user(page, 32).reader(), 16, 32)?;
+        // SAFETY: The object is one of `cache`'s.
+        unsafe { cache.copy_from_user(&mut b, &mut user(page, 32).reader(), 16, 32) }?;
         check!(b[2..6] == a[2..6], "bytes copied from user space");
         // A part of the region.
-        SlabBox::copy_from_user(&mut b, &mut user(page, 8).reader(), 40, 8)?;
+        // SAFETY: The object is one of `cache`'s.
+        unsafe { cache.copy_from_user(&mut b, &mut user(page, 8).reader(), 40, 8) }?;
         check!(b[5] == a[2], "partial copy");
 
         // Anything reaching outside the region is refused before the kernel is asked, and
@@ -769,14 +931,17 @@ mod tests {
         user(page, 64).writer().write_slice(&marker)?;
         let before = *b;
         for (offset, len) in [(0, 8), (8, 16), (40, 16), (48, 8), (0, 64), (usize::MAX, 2)] {
-            let to = SlabBox::copy_to_user(&a, &mut user(page, 64).writer(), offset, len);
+            // SAFETY: The object is one of `cache`'s.
+            let to = unsafe { cache.copy_to_user(&a, &mut user(page, 64).writer(), offset, len) };
             check!(
                 matches!(to, Err(e) if e == EPERM),
                 "copy of {}..+{} to user space",
                 offset,
                 len
             );
-            let from = SlabBox::copy_from_user(&mut b, &mut user(page, 64).reader(), offset, len);
+            // SAFETY: The object is one of `cache`'s.
+            let from =
+                unsafe { cache.copy_from_user(&mut b, &mut user(page, 64).reader(), offset, len) };
             check!(
                 matches!(from, Err(e) if e == EPERM),
                 "copy of {}..+{} from user space",
@@ -792,14 +957,16 @@ mod tests {
         );
 
         // A bad user address is EFAULT, as for any copy.
-        let bad = SlabBox::copy_to_user(&a, &mut user(16, 32).writer(), 16, 32);
+        // SAFETY: The object is one of `cache`'s.
+        let bad = unsafe { cache.copy_to_user(&a, &mut user(16, 32).writer(), 16, 32) };
         check!(matches!(bad, Err(e) if e == EFAULT), "bad user address");
 
         // Without a region nothing may be copied.
         let closed = KmemCache::<[u64; 8]>::new(c"rslab_test_no_usercopy", CacheOptions::new())?;
         let c = closed.alloc([1; 8], GFP_KERNEL)?;
         check!(closed.usercopy_region().is_empty(), "default region");
-        let none = SlabBox::copy_to_user(&c, &mut user(page, 8).writer(), 0, 8);
+        // SAFETY: The object is one of `closed`'s.
+        let none = unsafe { closed.copy_to_user(&c, &mut user(page, 8).writer(), 0, 8) };
         check!(
             matches!(none, Err(e) if e == EPERM),
             "copy from a cache without a region"

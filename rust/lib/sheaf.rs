@@ -55,10 +55,10 @@
 //! ```
 
 use super::{
-    cache::{KmemCache, SlabBox},
+    cache::{free_object, KmemCache, SlabBox},
     gfp,
 };
-use core::{cell::Cell, convert::Infallible, mem, pin::Pin, ptr::NonNull};
+use core::{cell::Cell, convert::Infallible, marker::PhantomData, mem, pin::Pin, ptr::NonNull};
 use kernel::{
     alloc::{AllocError, Flags},
     bindings,
@@ -364,7 +364,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`.
         unsafe { p.as_ptr().write(value) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
-        unsafe { SlabBox::from_raw(p, cache) }
+        unsafe { SlabBox::from_object(p, cache) }
     }
 
     /// Takes the object and initialises it in place with an initialiser that cannot fail.
@@ -378,7 +378,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         // SAFETY: `p` is a fresh object of `cache`, valid for writes of a `T`.
         let Ok(()) = unsafe { init.__init(p.as_ptr()) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
-        unsafe { SlabBox::from_raw(p, cache) }
+        unsafe { SlabBox::from_object(p, cache) }
     }
 
     /// Takes the object and initialises it in place with a pinned initialiser that cannot fail.
@@ -393,7 +393,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         // until it is freed.
         let Ok(()) = unsafe { super::pin_init_slot(p.as_ptr(), init) };
         // SAFETY: `p` is an object of `cache` holding an initialised `T`, owned here.
-        SlabBox::into_pin(unsafe { SlabBox::from_raw(p, cache) })
+        SlabBox::into_pin(unsafe { SlabBox::from_object(p, cache) })
     }
 }
 
@@ -436,17 +436,16 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
     ///
     /// Process context; may sleep.
     pub fn charge(mut self) -> Result<Charged<'c, T>, AllocError> {
-        let cache = self.sheaf.cache;
         // Taken uncharged; charged below, where the charge may fail.
         self.gfp &= !gfp::GFP_ACCOUNT;
-        // INVARIANT: A fresh object of `cache`, owned by the new value from here on, so that a
-        // failed charge frees it.
+        // INVARIANT: A fresh object of the sheaf's cache, which lives for `'c`, owned by the new
+        // value from here on, so that a failed charge frees it.
         let object = Charged {
-            cache,
             ptr: self.take(),
+            _cache: PhantomData,
         };
-        // SAFETY: `object.ptr` is a live object of `cache`; `CHARGE_GFP` is a valid `gfp_t` for
-        // a context that may sleep.
+        // SAFETY: `object.ptr` is a live object of the sheaf's cache; `CHARGE_GFP` is a valid
+        // `gfp_t` for a context that may sleep.
         if unsafe { bindings::kmem_cache_charge(object.ptr.as_ptr().cast(), CHARGE_GFP) } {
             Ok(object)
         } else {
@@ -461,10 +460,11 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
 ///
 /// # Invariants
 ///
-/// `ptr` is an object of `cache`, allocated and not initialised, owned by this value.
+/// `ptr` is the start of an object of a cache that lives at least for `'c`, allocated and not
+/// initialised, owned by this value.
 pub struct Charged<'c, T> {
-    cache: &'c KmemCache<T>,
     ptr: NonNull<T>,
+    _cache: PhantomData<&'c KmemCache<T>>,
 }
 
 impl<'c, T> Charged<'c, T> {
@@ -475,20 +475,20 @@ impl<'c, T> Charged<'c, T> {
     /// Any context, including atomic; never sleeps.
     pub fn write(self, value: T) -> SlabBox<'c, T> {
         let this = mem::ManuallyDrop::new(self);
-        // SAFETY: By the type invariant `ptr` is an object of `cache`, valid for writes of a
-        // `T`.
+        // SAFETY: By the type invariant `ptr` is a fresh object, valid for writes of a `T`.
         unsafe { this.ptr.as_ptr().write(value) };
-        // SAFETY: `ptr` is an object of `cache` holding an initialised `T`; its ownership moves
-        // from `this`, which is not dropped, to the box.
-        unsafe { SlabBox::from_raw(this.ptr, this.cache) }
+        // SAFETY: By the type invariant `ptr` is an object of a cache that lives for `'c`, now
+        // holding an initialised `T`; its ownership moves from `this`, which is not dropped, to
+        // the box.
+        unsafe { SlabBox::from_owned(this.ptr) }
     }
 }
 
 impl<T> Drop for Charged<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant `ptr` is an object of `cache` owned by `self`, and it
-        // holds no value to drop.
-        unsafe { bindings::kmem_cache_free(self.cache.as_raw(), self.ptr.as_ptr().cast()) };
+        // SAFETY: By the type invariant `ptr` is an object of a live cache owned by `self`, and
+        // it holds no value to drop.
+        unsafe { free_object(self.ptr) };
     }
 }
 

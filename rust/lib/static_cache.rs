@@ -11,7 +11,8 @@
 //!
 //! [`static_cache_allocator!`](crate::static_cache_allocator) also declares an
 //! [`Allocator`](kernel::alloc::Allocator) over such a cache, so that `Box<T, ThatAllocator>`
-//! works with the whole KBox API for `T`.
+//! works with the whole KBox API for `T`, and converts to and from `SlabBox<'static, T>` at no
+//! cost.
 //!
 //! # Examples
 //!
@@ -33,6 +34,8 @@
 //! NODE_CACHE.init(c"rslab_doc_nodes", CacheOptions::new())?;
 //! let n = Box::<Node, NodeAlloc>::new(Node { key: 1 }, GFP_KERNEL)?;
 //! assert_eq!(n.key, 1);
+//! // The same object as a `SlabBox<'static, Node>`, and back: one pointer either way.
+//! let n = NodeAlloc::from_slab_box(NodeAlloc::into_slab_box(n));
 //! drop(n);
 //! // Module exit, after every `Node` box is gone:
 //! // SAFETY: Every `Node` was dropped, and nothing else uses `NODE_CACHE`.
@@ -41,7 +44,7 @@
 //! ```
 
 use super::{
-    cache::{CacheOptions, KmemCache},
+    cache::{free_object, CacheOptions, KmemCache},
     gfp,
 };
 use core::{alloc::Layout, cell::UnsafeCell, mem::MaybeUninit, ptr::NonNull};
@@ -138,12 +141,22 @@ impl<T> StaticCache<T> {
     /// The allocator behind [`static_cache_allocator!`](crate::static_cache_allocator).
     ///
     /// Serves exactly `Layout::new::<T>()` (and zero-sized layouts, with a dangling pointer);
-    /// any other layout, and any call before [`Self::init`], fails with [`AllocError`].
+    /// any other layout, and an allocation before [`Self::init`], fails with [`AllocError`].
+    ///
+    /// Frees with `kfree()`, which needs no cache: a `Box` of the allocator may also hold an
+    /// object of another module-lifetime cache of `T`, converted from a `SlabBox<'static, T>`
+    /// (see [`static_cache_allocator!`](crate::static_cache_allocator)), and may be dropped
+    /// even if the cache was never created.
+    ///
+    /// The allocations of the allocator are, by definition, the objects of live slab caches
+    /// that hold `Layout::new::<T>()`, by their start address: the ones this function returns,
+    /// and those of any `SlabBox<'static, T>`. It treats them all alike: `kfree()` to free,
+    /// the same pointer for the same layout, failure (leaving the object alone) otherwise.
     ///
     /// # Safety
     ///
-    /// As [`kernel::alloc::Allocator::realloc`], with every allocation having come from this
-    /// function on the same `self`.
+    /// As [`kernel::alloc::Allocator::realloc`], with every allocation passed in being one of
+    /// the allocator's as defined above.
     pub unsafe fn realloc(
         &'static self,
         ptr: Option<NonNull<u8>>,
@@ -154,15 +167,16 @@ impl<T> StaticCache<T> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         let this = Layout::new::<T>();
         let old = ptr.filter(|_| old_layout.size() != 0);
-        let cache = self.get().ok_or(AllocError)?;
         if layout.size() == 0 {
             if let Some(p) = old {
-                // SAFETY: By the safety requirements `p` is an object of this cache.
-                unsafe { bindings::kmem_cache_free(cache.as_raw(), p.as_ptr().cast()) };
+                // SAFETY: By the safety requirements `p` is an object of a live slab cache,
+                // given up by the caller.
+                unsafe { free_object(p) };
             }
             let dangling = NonNull::new(layout.align() as *mut u8).ok_or(AllocError)?;
             return Ok(NonNull::slice_from_raw_parts(dangling, 0));
         }
+        let cache = self.get().ok_or(AllocError)?;
         if layout.size() != this.size() || layout.align() > this.align() {
             return Err(AllocError);
         }
@@ -197,7 +211,10 @@ impl<T> Default for StaticCache<T> {
 /// `static NODE_CACHE: StaticCache<Node>` and a zero-sized `NodeAlloc` implementing
 /// [`Allocator`](kernel::alloc::Allocator), so that `Box<Node, NodeAlloc>` allocates from the
 /// cache. The allocator serves `Node`'s layout only; any other layout fails cleanly with
-/// [`AllocError`].
+/// [`AllocError`]. `NodeAlloc::from_slab_box` and `NodeAlloc::into_slab_box` convert between
+/// `SlabBox<'static, Node>` (from [`KmemCache::alloc`] or a sheaf slot of a module-lifetime
+/// cache) and `Box<Node, NodeAlloc>`: both are the object's pointer, freed with `kfree()`, so
+/// the conversions cost nothing.
 ///
 /// The macro names [`StaticCache`] through the path of the library: `rslab` at the root of the
 /// crate by default, or the path given after `in`, for a library mounted elsewhere:
@@ -230,8 +247,9 @@ macro_rules! static_cache_allocator {
         #[doc = concat!("Allocator over the `", stringify!($cache), "` slab cache.")]
         $vis struct $alloc;
 
-        // SAFETY: `StaticCache::realloc` implements `Allocator::realloc` for allocations of
-        // this cache, which stay valid until freed through it.
+        // SAFETY: `StaticCache::realloc` implements `Allocator::realloc` for its allocations
+        // (the start of any object of a live slab cache of this layout; see its
+        // documentation), which stay valid until freed through it.
         unsafe impl ::kernel::alloc::Allocator for $alloc {
             const MIN_ALIGN: usize = ::core::mem::align_of::<$ty>();
 
@@ -243,8 +261,45 @@ macro_rules! static_cache_allocator {
                 flags: ::kernel::alloc::Flags,
                 nid: ::kernel::alloc::NumaNode,
             ) -> ::core::result::Result<::core::ptr::NonNull<[u8]>, ::kernel::alloc::AllocError> {
-                // SAFETY: Every allocation of this allocator comes from this cache.
+                // SAFETY: Every allocation of this allocator comes from this cache, or from a
+                // `SlabBox<'static, _>` through `from_slab_box`.
                 unsafe { $cache.realloc(ptr, layout, old_layout, flags, nid) }
+            }
+        }
+
+        // `from_slab_box` and `into_slab_box` may go unused in a module; `#[expect]` would then
+        // fail in the modules that use them.
+        impl $alloc {
+            /// Converts a box of a module-lifetime cache of the type into a `Box` of this
+            /// allocator. Both are the object's pointer: this costs nothing.
+            #[inline]
+            #[allow(dead_code)]
+            $vis fn from_slab_box(
+                object: $($lib)*::cache::SlabBox<'static, $ty>,
+            ) -> ::kernel::alloc::Box<$ty, $alloc> {
+                // A zero-sized `$ty` has no cache, and its `Box` would never free the object.
+                ::kernel::static_assert!(::core::mem::size_of::<$ty>() != 0);
+                let ptr = $($lib)*::cache::SlabBox::into_raw(object);
+                // SAFETY: `ptr` is the start of an object of a live slab cache of `$ty`'s layout
+                // holding a `$ty`: by `StaticCache::realloc`'s definition, an allocation of this
+                // allocator, owned from here on by the `Box`.
+                unsafe { ::kernel::alloc::Box::from_raw(ptr) }
+            }
+
+            /// Converts a `Box` of this allocator into a `SlabBox<'static, _>`, at no cost.
+            #[inline]
+            #[allow(dead_code)]
+            $vis fn into_slab_box(
+                object: ::kernel::alloc::Box<$ty, $alloc>,
+            ) -> $($lib)*::cache::SlabBox<'static, $ty> {
+                // A zero-sized `$ty` has no cache (`KmemCache::new` refuses it), and its `Box`
+                // holds a dangling pointer.
+                ::kernel::static_assert!(::core::mem::size_of::<$ty>() != 0);
+                let ptr = ::kernel::alloc::Box::into_raw(object);
+                // SAFETY: A `Box` of this allocator of a non-zero-sized `$ty` holds the start of
+                // an object of a module-lifetime cache (this one, or another one through
+                // `from_slab_box`), holding a `$ty` that the `Box` gives up.
+                unsafe { $($lib)*::cache::SlabBox::from_raw(ptr) }
             }
         }
     };
@@ -264,6 +319,79 @@ mod tests {
     }
 
     crate::static_cache_allocator!(ItemAlloc, ITEM_CACHE: Item);
+
+    /// A second module-lifetime cache of `Item`, whose objects `ItemAlloc` boxes may hold too.
+    static OTHER_CACHE: StaticCache<Item> = StaticCache::new();
+
+    #[test]
+    fn one_box_type_for_static_caches() -> Result {
+        use super::super::cache::SlabBox;
+        use core::mem::size_of;
+        use kernel::{
+            types::ForeignOwnable,
+            xarray::{AllocKind, XArray},
+        };
+
+        check!(
+            size_of::<SlabBox<'static, Item>>() == size_of::<usize>()
+                && size_of::<Box<Item, ItemAlloc>>() == size_of::<usize>(),
+            "boxes of a static cache are one pointer"
+        );
+        let cache = ITEM_CACHE.init(c"rslab_test_static_box", CacheOptions::new())?;
+        let other = OTHER_CACHE.init(c"rslab_test_static_other", CacheOptions::new())?;
+        let r = (|| -> Result {
+            // From `alloc`, a `Box` of the allocator, and back.
+            let b = ItemAlloc::from_slab_box(cache.alloc(Item { a: 1, b: [1; 5] }, GFP_KERNEL)?);
+            check!(b.a == 1, "SlabBox -> Box");
+            let sb: SlabBox<'static, Item> = ItemAlloc::into_slab_box(b);
+            check!(sb.b == [1; 5], "Box -> SlabBox");
+            let b = Box::<Item, ItemAlloc>::new(Item { a: 2, b: [2; 5] }, GFP_KERNEL)?;
+            check!(ItemAlloc::into_slab_box(b).a == 2, "Box::new -> SlabBox");
+            // An object of the other cache, freed by the allocator's `Box`.
+            drop(ItemAlloc::from_slab_box(
+                other.alloc(Item { a: 3, b: [3; 5] }, GFP_KERNEL)?,
+            ));
+
+            // Handed to C and back.
+            let raw = cache
+                .alloc(Item { a: 4, b: [4; 5] }, GFP_KERNEL)?
+                .into_foreign();
+            check!(
+                raw as usize % <SlabBox<'static, Item> as ForeignOwnable>::FOREIGN_ALIGN == 0,
+                "foreign pointer alignment"
+            );
+            // SAFETY: `raw` came from `into_foreign` and is not taken back yet.
+            let seen = unsafe { <SlabBox<'static, Item> as ForeignOwnable>::borrow(raw) }.a;
+            // SAFETY: `raw` came from `into_foreign`; this takes it back, once.
+            let back = unsafe { <SlabBox<'static, Item> as ForeignOwnable>::from_foreign(raw) };
+            check!(seen == 4 && back.a == 4, "ForeignOwnable round trip");
+
+            // Stored in the kernel's XArray, which frees what it still holds when dropped.
+            let xa = KBox::pin_init(
+                XArray::<SlabBox<'static, Item>>::new(AllocKind::Alloc),
+                GFP_KERNEL,
+            )?;
+            for i in 0..8u64 {
+                let o = cache.alloc(Item { a: i, b: [0; 5] }, GFP_KERNEL)?;
+                check!(
+                    xa.lock().store(i as usize * 3, o, GFP_KERNEL).is_ok(),
+                    "XArray store"
+                );
+            }
+            check!(xa.lock().get(9).map(|o| o.a) == Some(3), "XArray get");
+            let removed = xa.lock().remove(21);
+            check!(removed.map(|o| o.a) == Some(7), "XArray remove");
+            drop(xa);
+            Ok(())
+        })();
+        // SAFETY: Every object of both caches was dropped inside the closure above, and this
+        // test is their only user.
+        unsafe {
+            ITEM_CACHE.destroy();
+            OTHER_CACHE.destroy();
+        }
+        r
+    }
 
     #[test]
     fn box_over_a_static_cache() -> Result {
