@@ -306,6 +306,51 @@ clippy)
 			{ cat "$OUT/nosheaf.log" >&2; die "no explanation for the missing sheaf API"; }
 		log "a driver without scripts/sheaf.mk is told why: $(grep -m1 -o 'error\[E[0-9]*\]: the rslab sheaf API[^`]*' "$OUT/nosheaf.log")"
 	fi
+	# What the library's lifetimes and bounds forbid, the compiler must keep refusing: each case
+	# in tools/testing/compile-fail/ is a module with one line marked `// error[E....]`. It
+	# must fail to build with that error alone, reported on that line, and build once that
+	# line is deleted (so that the refusal is the marked line's, not something else's). The
+	# sheaf cases need the sheaf API, as scripts/sheaf.mk decides.
+	cf=$root/tools/testing/compile-fail
+	sheaf_syms=0
+	for s in kmem_cache_prefill_sheaf kmem_cache_refill_sheaf kmem_cache_return_sheaf \
+		kmem_cache_alloc_from_sheaf_noprof kmem_cache_sheaf_size; do
+		grep -qP "^0x[0-9a-f]+\t$s\t" "$KDIR/Module.symvers" && sheaf_syms=$((sheaf_syms + 1))
+	done
+	cf_build() {
+		make -C "$KDIR" M="$cf" RSLAB_CASE="$1" LLVM="$LLVM" \
+			${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} modules
+	}
+	for src in "$cf"/*.rs; do
+		case=$(basename "$src" .rs)
+		if [ $sheaf_syms != 5 ] && grep -q 'prefill' "$src"; then
+			log "compile-fail $case: NOT RUN (this kernel does not export the sheaf API)"
+			continue
+		fi
+		[ "$(grep -c '// error\[E[0-9]*\]$' "$src")" = 1 ] ||
+			die "$src: needs exactly one line marked // error[E....]"
+		want=$(grep -n '// error\[E[0-9]*\]$' "$src")
+		line=${want%%:*}
+		code=$(grep -o 'error\[E[0-9]*\]$' <<< "$want")
+		cflog=$OUT/compile-fail-$case.log
+		if cf_build "$case" > "$cflog" 2>&1; then
+			die "compile-fail $case: built, but the compiler must refuse it ($src)"
+		fi
+		# Every error rustc printed, with or without a code, but its closing summary.
+		errors=$(grep -E '^error(\[E[0-9]+\])?: ' "$cflog" | grep -v '^error: aborting due to' || true)
+		at=$(grep -A1 -E '^error(\[E[0-9]+\])?: ' "$cflog" | grep -m1 -oE -- "--> (.*/)?$case\.rs:[0-9]+" || true)
+		[ "$(wc -l <<< "$errors")" = 1 ] && [[ $errors == "$code: "* ]] &&
+			[ "${at##*:}" = "$line" ] && grep -q '^error: aborting due to 1 previous error' "$cflog" ||
+			{ cat "$cflog" >&2; die "compile-fail $case: expected $code on line $line and no other error"; }
+		# The positive control: the same module without the marked line.
+		ok=$cf/${case}_ok.rs
+		sed "${line}d" "$src" > "$ok"
+		cf_build "${case}_ok" > "$cflog.ok" 2>&1
+		r=$?
+		rm -f "$ok" "$cf/${case}_ok".{o,ko,mod,mod.c,mod.o} "$cf/.${case}_ok".*.cmd
+		[ $r = 0 ] || { cat "$cflog.ok" >&2; die "compile-fail $case: does not build without line $line"; }
+		log "compile-fail $case: refused with $errors (line $line); builds without that line"
+	done
 	;;
 checkpatch)
 	kernel_env

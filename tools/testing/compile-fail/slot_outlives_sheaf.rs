@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A slot that outlives its sheaf.
+//!
+//! Must not compile: see tools/testing/compile-fail/Kbuild.
+
+use kernel::prelude::*;
+
+#[path = "../../../rust/lib/mod.rs"]
+pub mod rslab;
+
+use rslab::cache::{CacheOptions, KmemCache};
+
+module! {
+    type: Case,
+    name: "slot_outlives_sheaf",
+    authors: ["rslab developers"],
+    description: "rslab build test: a program the compiler refuses",
+    license: "GPL",
+}
+
+struct Case;
+
+impl kernel::Module for Case {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        case()?;
+        Ok(Self)
+    }
+}
+
+fn case() -> Result {
+    let cache = KmemCache::<u64>::new(c"rslab_cf_slot", CacheOptions::new())?;
+    let sheaf = cache.prefill(1, GFP_KERNEL)?;
+    let slot = sheaf.claim()?;
+    // `slot` is dropped (its claim given back to the sheaf) at the end of the function.
+    drop(sheaf); // error[E0505]
+    drop(slot.alloc(1));
+    Ok(())
+}
