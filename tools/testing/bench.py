@@ -19,8 +19,11 @@ where absolute wall-clock times do not.
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODES = {
     'icount': ('instructions', 'instruction count (QEMU -icount shift=0,sleep=off)'),
@@ -30,8 +33,13 @@ MODES = {
 # (label, group, variant, baseline group, baseline variant, icount target, meaning)
 # ratio = measured / baseline, lower is better; ('speedup>=', x) means baseline / rslab >= x.
 PAIRS = [
-    ('sheaf alloc+free', 'sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C',
-     ('<=', 1.02), 'claims(n), then Slot::alloc + drop, against the raw C calls'),
+    ('sheaf alloc+free', 'sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C kfree',
+     ('<=', 1.02), 'claims(n), then Slot::alloc + drop, against the raw C calls freeing with '
+     'kfree(), as a SlabBox does'),
+    ('sheaf vs kmem_cache_free', 'sheaf alloc+free', 'rslab', 'sheaf alloc+free', 'raw C',
+     None, 'the same against the raw C calls freeing with kmem_cache_free()'),
+    ('sheaf C kfree vs C', 'sheaf alloc+free', 'raw C kfree', 'sheaf alloc+free', 'raw C',
+     None, 'the raw sheaf loop freeing with kfree() against kmem_cache_free()'),
     ('sheaf alloc+free, claim()', 'sheaf alloc+free, claim()', 'rslab',
      'sheaf alloc+free, claim()', 'raw C', None,
      'claim() per object (a counter update each), against the raw C calls'),
@@ -41,8 +49,13 @@ PAIRS = [
      'allocation and a drop per free'),
     ('sheaf vs kmem_cache_alloc', 'sheaf alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C',
      ('speedup>=', 1.3), 'why sheaves: allocation from a sheaf against kmem_cache_alloc'),
-    ('KmemCache::alloc', 'kmem_cache alloc+free', 'rslab', 'kmem_cache alloc+free', 'raw C',
-     None, 'KmemCache::alloc + drop against kmem_cache_alloc + kmem_cache_free'),
+    ('KmemCache::alloc vs C', 'kmem_cache alloc+free', 'rslab', 'kmem_cache alloc+free',
+     'C kmem_cache_free', ('<=', 1.02),
+     "KmemCache::alloc + drop (a one-word SlabBox, freed with kfree()) against a C driver's "
+     'kmem_cache_alloc() + kmem_cache_free()'),
+    ('C kfree vs kmem_cache_free', 'kmem_cache alloc+free', 'C kfree', 'kmem_cache alloc+free',
+     'C kmem_cache_free', None,
+     "a C driver's kmem_cache_alloc() + kfree() against the same with kmem_cache_free()"),
 ] + [
     row
     for n in (8, 96, 192, 256, 4096)
@@ -383,7 +396,13 @@ def main():
         print(f'no results under {args.out}', file=sys.stderr)
         return 1
     ratios = {mode: pair_rows(data, mode) for mode, data in modes.items()}
+    try:
+        revision = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        revision = None
     result = {
+        'revision': revision,
         'modes': {mode: {'measure': MODES[mode][1], 'unit': f'{MODES[mode][0]} per operation '
                          '(median over rounds)', 'rounds': data['rounds'],
                          'warmup': data['warmup'], 'sheaf_capacity': data.get('sheaf_capacity'),

@@ -175,6 +175,7 @@ fn measure_set(out: &mut KVec<Figure>, group: &'static str, set: &mut [Variant<'
 }
 
 /// Measures a baseline and rslab's counterpart side by side (see [`measure_set`]).
+#[cfg(rslab_sheaf)]
 fn measure_pair<'a>(
     out: &mut KVec<Figure>,
     group: &'static str,
@@ -197,6 +198,8 @@ fn timed(f: impl FnOnce()) -> u64 {
 }
 
 type Obj = [u64; 4];
+// `RSLAB_BENCH_OBJ` in rslab_bench_c.h.
+const _: () = assert!(core::mem::size_of::<Obj>() == 32);
 
 /// A sheaf of `BATCH` objects straight from the C API, or `ENOMEM`.
 #[cfg(rslab_sheaf)]
@@ -219,9 +222,30 @@ fn raw_return(cache: &KmemCache<Obj>, sheaf: *mut bindings::slab_sheaf) {
 }
 
 /// The raw C loop: `BATCH` objects taken from a prefilled sheaf, each initialised (as a C
-/// caller would, and as `Slot::alloc` must) and freed right away.
+/// caller would, and as `Slot::alloc` must) and freed right away with `kmem_cache_free()`.
 #[cfg(rslab_sheaf)]
 fn raw_sheaf_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
+    raw_sheaf_batch_with(cache, |p| {
+        // SAFETY: `p` is an object of `cache`, not used again.
+        unsafe { bindings::kmem_cache_free(cache.as_raw(), p) }
+    })
+}
+
+/// [`raw_sheaf_batch`] freeing with `kfree()`, as a `SlabBox` does.
+#[cfg(rslab_sheaf)]
+fn raw_sheaf_kfree_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
+    raw_sheaf_batch_with(cache, |p| {
+        // SAFETY: `p` is a slab object, not used again.
+        unsafe { bindings::kfree(p) }
+    })
+}
+
+#[cfg(rslab_sheaf)]
+#[inline(always)]
+fn raw_sheaf_batch_with(
+    cache: &KmemCache<Obj>,
+    free: impl Fn(*mut kernel::ffi::c_void),
+) -> Result<(u64, u64)> {
     let sheaf = raw_sheaf(cache)?;
     let ns = timed(|| {
         for _ in 0..BATCH {
@@ -229,10 +253,8 @@ fn raw_sheaf_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
             let p =
                 unsafe { bindings::kmem_cache_alloc_from_sheaf_noprof(cache.as_raw(), 0, sheaf) };
             // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed right after.
-            unsafe {
-                p.cast::<Obj>().write([0; 4]);
-                bindings::kmem_cache_free(cache.as_raw(), p);
-            }
+            unsafe { p.cast::<Obj>().write([0; 4]) };
+            free(p);
         }
     });
     raw_return(cache, sheaf);
@@ -260,11 +282,14 @@ fn rslab_sheaf_batch(cache: &KmemCache<Obj>) -> Result<(u64, u64)> {
 /// free) and returns an `Option` from each sheaf allocation.
 #[cfg(rslab_sheaf)]
 fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
-    measure_pair(
+    measure_set(
         out,
         "sheaf alloc+free",
-        ("raw C", &mut || raw_sheaf_batch(cache)),
-        ("rslab", &mut || rslab_sheaf_batch(cache)),
+        &mut [
+            ("raw C", &mut || raw_sheaf_batch(cache)),
+            ("raw C kfree", &mut || raw_sheaf_kfree_batch(cache)),
+            ("rslab", &mut || rslab_sheaf_batch(cache)),
+        ],
     )?;
     measure_pair(
         out,
@@ -316,39 +341,64 @@ fn sheaf_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
     )
 }
 
-/// `kmem_cache_alloc` + `kmem_cache_free`, raw and through `KmemCache::alloc`; each object is
-/// initialised and freed right away, as in [`sheaf_alloc`].
+/// One batch of a C baseline of [`cache_alloc`]: `f` allocates, zeroes and frees `BATCH`
+/// objects of `cache` one at a time and returns how many.
+fn c_cache_batch(
+    cache: &KmemCache<Obj>,
+    f: unsafe extern "C" fn(*mut bindings::kmem_cache, usize) -> usize,
+) -> Result<(u64, u64)> {
+    let mut done = 0;
+    // SAFETY: `cache` is a live cache of `Obj`s, which is what the C functions expect.
+    let ns = timed(|| done = unsafe { f(cache.as_raw(), BATCH) });
+    if done != BATCH {
+        return Err(ENOMEM);
+    }
+    Ok((ns, 2 * BATCH as u64))
+}
+
+/// `kmem_cache_alloc` + free, each object initialised and freed right away, as in
+/// [`sheaf_alloc`]: the C calls made from Rust (`raw C`, the baseline of the sheaf rows), a C
+/// driver's loop freeing with `kmem_cache_free()` (the baseline here) and with `kfree()`, and
+/// `KmemCache::alloc` + drop, whose `SlabBox` frees with `kfree()`.
 fn cache_alloc(out: &mut KVec<Figure>, cache: &KmemCache<Obj>) -> Result {
-    measure_pair(
+    measure_set(
         out,
         "kmem_cache alloc+free",
-        ("raw C", &mut || {
-            let ns = timed(|| {
-                for _ in 0..BATCH {
-                    // SAFETY: `cache` is live.
-                    let p = unsafe {
-                        bindings::kmem_cache_alloc_noprof(cache.as_raw(), bindings::GFP_KERNEL)
-                    };
-                    if !p.is_null() {
-                        // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed
-                        // right after.
-                        unsafe {
-                            p.cast::<Obj>().write([0; 4]);
-                            bindings::kmem_cache_free(cache.as_raw(), p);
+        &mut [
+            ("raw C", &mut || {
+                let ns = timed(|| {
+                    for _ in 0..BATCH {
+                        // SAFETY: `cache` is live.
+                        let p = unsafe {
+                            bindings::kmem_cache_alloc_noprof(cache.as_raw(), bindings::GFP_KERNEL)
+                        };
+                        if !p.is_null() {
+                            // SAFETY: `p` is a fresh object of `Obj`'s size and alignment, freed
+                            // right after.
+                            unsafe {
+                                p.cast::<Obj>().write([0; 4]);
+                                bindings::kmem_cache_free(cache.as_raw(), p);
+                            }
                         }
                     }
-                }
-            });
-            Ok((ns, 2 * BATCH as u64))
-        }),
-        ("rslab", &mut || {
-            let ns = timed(|| {
-                for _ in 0..BATCH {
-                    drop(cache.alloc([0; 4], GFP_KERNEL));
-                }
-            });
-            Ok((ns, 2 * BATCH as u64))
-        }),
+                });
+                Ok((ns, 2 * BATCH as u64))
+            }),
+            ("C kmem_cache_free", &mut || {
+                c_cache_batch(cache, c::rslab_bench_cache_free)
+            }),
+            ("C kfree", &mut || {
+                c_cache_batch(cache, c::rslab_bench_cache_kfree)
+            }),
+            ("rslab", &mut || {
+                let ns = timed(|| {
+                    for _ in 0..BATCH {
+                        drop(cache.alloc([0; 4], GFP_KERNEL));
+                    }
+                });
+                Ok((ns, 2 * BATCH as u64))
+            }),
+        ],
     )
 }
 
@@ -558,6 +608,17 @@ mod c {
             held: *mut *mut c_void,
             count: usize,
             size: usize,
+        ) -> usize;
+        /// `count` objects of `s` (of `Obj`'s size) allocated, zeroed and freed one at a time
+        /// with `kmem_cache_free()`; returns how many.
+        pub(super) fn rslab_bench_cache_free(
+            s: *mut kernel::bindings::kmem_cache,
+            count: usize,
+        ) -> usize;
+        /// The same, freed with `kfree()`.
+        pub(super) fn rslab_bench_cache_kfree(
+            s: *mut kernel::bindings::kmem_cache,
+            count: usize,
         ) -> usize;
         /// An array of `u32` grown to `n` elements with `krealloc()`, `KVec`'s policy; returns
         /// its length (0 on failure).
