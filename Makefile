@@ -40,6 +40,7 @@ rustdoc htmldocs patches check-intree:
 
 clean:
 	rm -rf out
-	find rust samples tools/testing/bench tools/testing/nosheaf tools/testing/compile-fail \( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
+	find rust samples tools/testing/bench tools/testing/idmap tools/testing/nosheaf tools/testing/compile-fail \
+		\( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
 		-o -name '.*.cmd' -o -name '*.rmeta' -o -name '*.d' -o -name 'modules.order' \) -delete
 	rm -f Module.symvers modules.order rust/rslab_doctests_generated.rs

@@ -2,69 +2,52 @@
 
 //! rslab template driver: an ID map whose inserts never fail under its lock.
 //!
-//! The map hands out consecutive IDs for values and stores them in a hash table of singly
-//! linked nodes behind a `SpinLock`. Inserting a batch needs one node per value. Allocating
-//! those nodes under the spinlock would need `GFP_ATOMIC` and a failure path that undoes half
-//! a batch; allocating them one by one before the lock would cost a slab call each.
+//! The map hands out consecutive IDs for values and keeps them in a hash table of singly
+//! linked nodes behind a `SpinLock`. A batch of values needs one node each: allocated under
+//! the spinlock they would need `GFP_ATOMIC` and a failure path that undoes half a batch;
+//! allocated one by one before it, a slab call each. The sheaf pattern instead:
 //!
-//! The pattern shown here is the sheaf one:
+//! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs, take
+//!    them out and charge them to the caller's memory cgroup
+//!    ([`Slot::charge`](rslab::sheaf::Slot::charge)). Only here can an insert fail, and
+//!    nothing has changed yet.
+//! 2. Under the lock: move each value into its node
+//!    ([`Charged::write`](rslab::sheaf::Charged::write), which cannot fail).
+//! 3. After the lock: drop the sheaf; what was not used goes back to the cache.
 //!
-//! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs and
-//!    claim them ([`Sheaf::claims`](rslab::sheaf::Sheaf::claims)). This is the only place an
-//!    insert can fail, and nothing has been changed yet, so failing is trivial.
-//! 2. Under the lock: turn each claimed slot into a node. [`Slot::alloc`] has no error to
-//!    handle.
-//! 3. After the lock: drop the sheaf; unused objects go back to the cache.
+//! The caller learns its first ID by a write to user space, which may fault, and fail (another
+//! thread unmapped the page). So step 2 takes the lock twice: to check the limits, hand out the
+//! IDs and hold the batch's room; then, once the caller has been told, to link the nodes in.
+//! No other thread sees the batch before; if the caller cannot be told, it never was in the
+//! map (its IDs stay used). A removal likewise writes the value back before it counts.
 //!
-//! An insert must also tell the caller its first ID, by a write to user space that may fault,
-//! and fail (another thread unmapped the page). So step 2 takes the lock twice: first to check
-//! the limits, hand out the IDs and hold the batch's room, then, once the caller has been
-//! told, to link the nodes in. Until then no other thread can see any of the batch; if the
-//! caller cannot be told, the batch never was in the map (its IDs stay used). A removal
-//! likewise writes the value back before it counts as done, holding the entry's room.
+//! The map is a hash table sized when it is made, for the most entries it may hold: a power of
+//! two of buckets, one per four entries (16,384, 128 KiB, for the default `max_entries` of
+//! 65,536), a `KVVec` allocated with `GFP_KERNEL_ACCOUNT`. A lookup walks about four nodes
+//! however full the map is, and nothing allocates under the lock. The kernel crate's `XArray`
+//! would suit the dense IDs, but its `store` allocates its own nodes, dropping and retaking its
+//! lock to do so; its `RBTree` needs a `KBox` per node, reserved one allocation at a time.
+//! Neither takes its nodes from a sheaf.
 //!
-//! The hash table is sized when the map is made, for the most entries it may hold: one bucket
-//! per four entries, a power of two (16,384 buckets, 128 KiB, for the default `max_entries` of
-//! 65,536), allocated with `GFP_KERNEL_ACCOUNT` as a `KVVec` and charged to the file's opener.
-//! A lookup walks about four nodes however full the map is, and nothing allocates under the
-//! lock. The kernel crate's `XArray` would suit the dense IDs, but its `store` allocates its
-//! own nodes, dropping and retaking its lock to do so; its `RBTree` needs a `KBox` per node,
-//! reserved one allocation at a time. Neither takes its nodes from a sheaf.
+//! User space reaches the map through the misc device `/dev/rslab_idmap`: every open file is a
+//! map of its own, driven by the ioctls of [`abi`]. Everything from user space is checked
+//! before it is used, and a failed call changes nothing. What a caller makes the driver
+//! allocate is charged to its memory cgroup where the charge can fail: the file's state and
+//! table at open, each node in step 1 (`GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`). At the
+//! cgroup's limit an insert fails with `ENOMEM`, and the cgroup never goes past `memory.max`.
+//! An object charged as it is taken from a sheaf (with `Slot::accounted`, or from a
+//! `SLAB_ACCOUNT` cache) is charged by force, past `memory.max` (`kmem_cache_alloc_from_sheaf()`
+//! adds `__GFP_NOFAIL`): so the node cache is not `SLAB_ACCOUNT`.
 //!
-//! User space reaches the map through `/dev/rslab_idmap`, a misc device: every open file is a
-//! map of its own, driven by the ioctls of [`abi`] (`samples/rslab_idmap_abi.rs`). Everything
-//! that comes from user space is checked before it is used, a failed call changes nothing, and
-//! what a caller makes the driver allocate is charged to the caller's memory cgroup:
+//! The device node has the misc default mode, 0600. No ioctl needs a capability: a file's map
+//! is private to whoever holds the file, bounded by the `max_entries` module parameter and
+//! charged to its opener, so an administrator may open the node to others. Inserting and
+//! removing need a file open for writing, reading one open for reading (`EBADF` otherwise). An
+//! open file keeps the module loaded (`rmmod` says "in use"): on 7.2 through [`own_file`].
 //!
-//! - A prefill charges nothing: the objects of a sheaf belong to the cache, uncharged, until
-//!   they are taken. An object taken under a lock with [`Slot::accounted`] (or from a
-//!   `SLAB_ACCOUNT` cache) is charged then, and the kernel forces that charge
-//!   (`kmem_cache_alloc_from_sheaf()` adds `__GFP_NOFAIL`): it never fails, even past the
-//!   cgroup's `memory.max`. Every node of this driver is there because user space asked, so
-//!   forced charges would let a process grow its cgroup past its limit by up to `max_entries`
-//!   nodes per open file.
-//! - So the files charge their nodes before the lock instead, where the charge can fail:
-//!   [`Slot::charge`] takes each node out of the sheaf and charges it with
-//!   `GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`. At the cgroup's limit (after reclaim) the insert
-//!   fails with `ENOMEM` and changes nothing, the cgroup never goes past `memory.max`, and its
-//!   OOM killer is not woken. Under the lock, each charged node only gets its value.
-//! - The module parameter `forced_charge=1` switches the files to the forced charge under the
-//!   lock, so that the user-space test can show both.
-//! - The per-file state is allocated with `GFP_KERNEL_ACCOUNT` when the file is opened.
-//!
-//! The device node is created by devtmpfs with the misc default mode, 0600: only root opens
-//! it. No ioctl needs a capability: a file's map is private to whoever holds the file, bounded
-//! by the `max_entries` module parameter and charged to its opener, so an administrator may
-//! grant access to others by changing the node's mode. Inserting and removing need a file open
-//! for writing, reading needs a file open for reading (`EBADF` otherwise).
-//!
-//! An open file keeps the module loaded: `rmmod` is refused ("in use") until the last file is
-//! closed. From 7.3 on the kernel crate makes the module the owner of a misc device's file
-//! operations, so that the VFS holds a reference to the module from `open` until after
-//! `release`; 7.2's leaves the owner unset, and [`own_file`] does it for each file instead
-//! (`scripts/compat.mk` tells the two apart).
-//!
-//! Copy this file, rename the types, and keep the three steps.
+//! rslab's tests mount at the end (`tools/testing/idmap/`); its test build of the driver
+//! mounts this file and declares the module itself. Copy this file, rename the types, and keep
+//! the three steps.
 
 use core::mem;
 use kernel::{
@@ -83,12 +66,17 @@ pub mod rslab;
 #[path = "rslab_idmap_abi.rs"]
 pub mod abi;
 
+#[path = "rslab_idmap_owner.rs"]
+mod owner;
+use owner::own_file;
+
 use rslab::{
     cache::{CacheOptions, KmemCache, SlabBox},
-    sheaf::{Charged, Slot},
     static_cache::StaticCache,
 };
 
+// rslab's test build (`tools/testing/idmap/`) declares the module itself.
+#[cfg(not(rslab_idmap_test))]
 module! {
     type: IdMapModule,
     name: "rslab_idmap",
@@ -99,14 +87,6 @@ module! {
         max_entries: u32 {
             default: 65536,
             description: "The most entries one open file of /dev/rslab_idmap may hold",
-        },
-        first_id: u32 {
-            default: 1,
-            description: "The first ID of every new file's map (a test hook: IDs near u32::MAX)",
-        },
-        forced_charge: u32 {
-            default: 0,
-            description: "Test hook: 1 charges nodes under the lock, forced past memory.max",
         },
     },
 }
@@ -153,43 +133,11 @@ struct Inner<'c> {
     failed: u64,
 }
 
-/// How a map charges its nodes to the memory cgroup of the task that inserts them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Charge {
-    /// Before the lock, where the charge can fail ([`Slot::charge`]): at its cgroup's limit the
-    /// caller gets `ENOMEM` and nothing changes. What the device's files do.
-    BeforeLock,
-    /// When the node is taken under the lock ([`Slot::accounted`]): the kernel forces that
-    /// charge, past the cgroup's limit if need be. The files' `forced_charge=1` test hook.
-    UnderLock,
-}
-
-/// A node reserved before the lock: a claimed slot of the sheaf, or an object already taken
-/// and charged.
-enum Reserved<'s, 'c> {
-    Slot(Slot<'s, 'c, Node<'c>>),
-    Charged(Charged<'c, Node<'c>>),
-}
-
-impl<'c> Reserved<'_, 'c> {
-    /// Makes `node` from the reservation. Cannot fail, never sleeps.
-    fn fill(self, node: Node<'c>, charge: Charge) -> SlabBox<'c, Node<'c>> {
-        match self {
-            Self::Charged(object) => object.write(node),
-            Self::Slot(slot) if charge == Charge::UnderLock => slot.accounted().alloc(node),
-            Self::Slot(slot) => slot.alloc(node),
-        }
-    }
-}
-
-/// The map. `insert_batch` reserves before it locks; nothing under the lock can fail.
-///
-/// The map borrows the cache its nodes come from, so the cache cannot go away first: the module
-/// uses its `'static` cache, a test uses a local one. Dropping the map frees its nodes.
+/// The map. It borrows the cache its nodes come from, so the cache cannot go away first: the
+/// module uses its `'static` cache, a test a local one. Dropping the map frees its nodes.
 #[pin_data(PinnedDrop)]
 struct IdMap<'c> {
     cache: &'c KmemCache<Node<'c>>,
-    charge: Charge,
     /// The most entries the map holds.
     limit: usize,
     #[pin]
@@ -235,29 +183,17 @@ fn table<'c>(limit: usize) -> Result<(KVVec<Link<'c>>, u32)> {
 impl<'c> IdMap<'c> {
     /// An empty map of up to `limit` entries.
     fn new(cache: &'c KmemCache<Node<'c>>, limit: usize) -> impl PinInit<Self, Error> + 'c {
-        Self::starting_at(cache, 1, Charge::BeforeLock, limit)
-    }
-
-    /// A map whose first ID is `first` (tests start near the end of the ID space), charging its
-    /// nodes as `charge` says.
-    fn starting_at(
-        cache: &'c KmemCache<Node<'c>>,
-        first: u32,
-        charge: Charge,
-        limit: usize,
-    ) -> impl PinInit<Self, Error> + 'c {
         // Allocated here, before the lock exists: nothing allocates under it.
         let table = table(limit);
         try_pin_init!(Self {
             cache,
-            charge,
             limit,
             inner <- {
                 let (buckets, shift) = table?;
                 new_spinlock!(Inner {
                     buckets,
                     shift,
-                    next_id: u64::from(first),
+                    next_id: 1,
                     len: 0,
                     pending: 0,
                     inserted: 0,
@@ -268,49 +204,36 @@ impl<'c> IdMap<'c> {
         }? Error)
     }
 
-    /// Stores `values` under consecutive new IDs and returns the first one.
-    fn insert_batch(&self, values: &[u64]) -> Result<u32> {
-        self.insert_reported(values, |_| Ok(()))
-    }
-
     /// Stores `values` under consecutive new IDs, reporting the first one with `report` before
     /// any of them is in the map; returns it.
     ///
-    /// `report` tells the caller about the batch: the driver writes the first ID back to user
-    /// space, which may fault and sleep, and may fail (another thread unmapped the page). If it
-    /// fails, the batch is not inserted, its IDs stay used, and `report`'s error is returned. No
+    /// `report` may fault, sleep and fail (the driver writes the first ID back to user space).
+    /// If it fails, the batch is not inserted, its IDs stay used, and its error is returned. No
     /// other thread sees any of the batch before the report succeeded: all of it or none.
     ///
     /// Fails, changing nothing, with `ENOSPC` when the map would hold more than its limit of
-    /// entries, with `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, and
-    /// as [`KmemCache::prefill`] does.
+    /// entries, `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, `ENOMEM`
+    /// as [`KmemCache::prefill`] does or at the caller's memory cgroup limit.
     ///
     /// # Context
     ///
     /// Process context; may sleep before it takes the lock, and in `report`.
     fn insert_reported(&self, values: &[u64], report: impl FnOnce(u32) -> Result) -> Result<u32> {
         let n = values.len();
-        // Step 1, before the lock: reserve one node per value. Everything that can fail is
-        // here, and nothing has been changed yet.
+        // Step 1, before the lock: take one node per value out of a prefilled sheaf and charge it
+        // to the caller's memory cgroup. Everything that can fail is here; nothing has changed.
         let sheaf = self.cache.prefill(n, GFP_KERNEL)?;
-        // `n` objects are claimable in a fresh sheaf: this cannot fail.
-        let mut slots = sheaf.claims(n).map_err(|_| ENOMEM)?;
-        // Charged to the caller's memory cgroup here, where the charge may fail (see `Charge`).
-        let mut charged = KVec::new();
-        if self.charge == Charge::BeforeLock {
-            charged.reserve(n, GFP_KERNEL)?;
-            for slot in slots.by_ref() {
-                // `charged` has room: this push does not allocate.
-                charged.push(slot.charge()?, GFP_KERNEL)?;
-            }
+        let mut nodes = KVec::with_capacity(n, GFP_KERNEL)?;
+        // `n` objects are claimable in a fresh sheaf: `claims` cannot fail.
+        for slot in sheaf.claims(n).map_err(|_| ENOMEM)? {
+            // Within the capacity: this push does not allocate.
+            nodes.push(slot.charge()?, GFP_KERNEL)?;
         }
-        let reserved = Iterator::chain(
-            charged.into_iter().map(Reserved::Charged),
-            slots.map(Reserved::Slot),
-        );
+        // Its buffer is freed when `sheaf` is, after the lock.
+        let mut nodes = nodes.into_iter();
 
         // Step 2, under the lock: check the limits, hand out the IDs and hold the batch's room.
-        // On failure the reservations go back to the sheaf and the sheaf to the cache.
+        // On failure the charged nodes are freed and the sheaf goes back to the cache.
         let first = {
             let mut inner = self.inner.lock();
             // `next_id <= ID_END` and a batch is at most `MAX_SHEAF_OBJECTS`, so the sum cannot
@@ -336,12 +259,12 @@ impl<'c> IdMap<'c> {
         {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
-            for (i, (r, &value)) in reserved.zip(values).enumerate() {
+            for (i, (node, &value)) in nodes.by_ref().zip(values).enumerate() {
                 // The batch's IDs are all in the ID space: `first + i` cannot overflow.
                 let id = first + i as u32;
                 let head = inner.bucket(id);
                 let next = head.take();
-                *head = Some(r.fill(Node { id, value, next }, self.charge));
+                *head = Some(node.write(Node { id, value, next }));
             }
             inner.pending -= n;
             inner.len += n;
@@ -386,11 +309,6 @@ impl<'c> IdMap<'c> {
         None
     }
 
-    /// Removes `id`; the node is freed after the lock is released.
-    fn remove(&self, id: u32) -> Option<u64> {
-        self.remove_reported(id, |_| Ok(())).ok()
-    }
-
     /// Removes `id`, reporting its value with `report`; returns the value, or `ENOENT`.
     ///
     /// `report` runs with no lock held, the entry taken out of the map but still counted in
@@ -430,10 +348,6 @@ impl<'c> IdMap<'c> {
         }
         self.inner.lock().len = 0;
     }
-
-    fn len(&self) -> usize {
-        self.inner.lock().len
-    }
 }
 
 #[pinned_drop]
@@ -443,17 +357,16 @@ impl<'c> PinnedDrop for IdMap<'c> {
     }
 }
 
-// SAFETY: `abi::Insert` is `repr(C)` with integer fields only and no padding (`abi` asserts its
-// size): every bit pattern is a valid value.
+// SAFETY: The ABI's structures are `repr(C)`, of integer fields without padding (`abi` asserts
+// their sizes): every bit pattern is a valid value, and every byte is initialised.
 unsafe impl FromBytes for abi::Insert {}
-// SAFETY: `abi::Insert` is `repr(C)` with integer fields only and no padding: every byte is
-// initialised.
+// SAFETY: As above.
 unsafe impl AsBytes for abi::Insert {}
-// SAFETY: As for `abi::Insert`.
+// SAFETY: As above.
 unsafe impl FromBytes for abi::Entry {}
-// SAFETY: As for `abi::Insert`.
+// SAFETY: As above.
 unsafe impl AsBytes for abi::Entry {}
-// SAFETY: As for `abi::Insert`.
+// SAFETY: As above.
 unsafe impl AsBytes for abi::Stats {}
 
 /// Fails with `EBADF` unless `file` was opened for reading.
@@ -479,71 +392,6 @@ struct IdMapFile {
     map: IdMap<'static>,
 }
 
-/// The device's file operations as the kernel crate builds them, with this module as their
-/// owner (see [`own_file`]).
-#[cfg(not(rslab_misc_fops_owner))]
-struct OwnedFops(kernel::bindings::file_operations);
-
-// SAFETY: Never written after it is built: shared read-only, as the kernel crate's own vtable.
-#[cfg(not(rslab_misc_fops_owner))]
-unsafe impl Sync for OwnedFops {}
-
-#[cfg(not(rslab_misc_fops_owner))]
-static OWNED_FOPS: OwnedFops = {
-    let raw = MiscDeviceOptions {
-        name: c"rslab_idmap",
-    }
-    .into_raw::<IdMapFile>();
-    // SAFETY: `into_raw` points `fops` at the kernel crate's `'static` vtable for `IdMapFile`.
-    let mut fops = unsafe { *raw.fops };
-    fops.owner = THIS_MODULE.as_ptr();
-    OwnedFops(fops)
-};
-
-/// Makes `file` keep this module loaded until it has been released, on 7.2.
-///
-/// 7.2's kernel crate registers a misc device's file operations without an owner, so
-/// `misc_open()` takes no reference to the module, and the module could be unloaded under an
-/// open file. This takes the reference and gives the file a copy of its operations with this
-/// module as their owner: the VFS puts that reference once the file is gone, after `release`
-/// has returned (`fops_put()` in `__fput()`, or in the clean-up of a failed open), when no code
-/// of the module runs any more. Taking and putting a reference from the module's own `open` and
-/// `release` would not do: the module could go away between the put and `release`'s return.
-///
-/// # Context
-///
-/// Only from the device's `open`, first.
-#[cfg(not(rslab_misc_fops_owner))]
-fn own_file(file: &File) -> Result {
-    let file = file.as_ptr();
-    // SAFETY: `file` is being opened on this thread: `misc_open()` set its `f_op` to valid file
-    // operations, and nothing but this `open` changes it until the open is complete.
-    let fops = unsafe { (*file).f_op };
-    // SAFETY: `fops` points at the registered file operations, which outlive the open.
-    if !unsafe { (*fops).owner }.is_null() {
-        // Owned already: `misc_open()` took the reference.
-        return Ok(());
-    }
-    // SAFETY: `THIS_MODULE` is this module, and it cannot be freed during this call:
-    // `misc_open()` calls `open` with `misc_mtx` held, and the module's exit deregisters the
-    // device, which takes `misc_mtx`, before the module can go. This is the "implied protection"
-    // of `try_module_get()`'s documentation; it fails once the module is being unloaded.
-    if !unsafe { kernel::bindings::try_module_get(THIS_MODULE.as_ptr()) } {
-        return Err(ENODEV);
-    }
-    // SAFETY: What `replace_fops()` does, which `open` may do: the old operations have no owner
-    // to put, and the new ones are `'static`, the same but for `owner`, and their owner has the
-    // reference just taken, which the VFS puts when it is done with the file.
-    unsafe { (*file).f_op = &OWNED_FOPS.0 };
-    Ok(())
-}
-
-/// Nothing to do: the kernel crate makes the module the owner of the file operations.
-#[cfg(rslab_misc_fops_owner)]
-fn own_file(_file: &File) -> Result {
-    Ok(())
-}
-
 #[vtable]
 impl MiscDevice for IdMapFile {
     type Ptr = Pin<KBox<Self>>;
@@ -551,17 +399,11 @@ impl MiscDevice for IdMapFile {
     fn open(file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         own_file(file)?;
         let cache = NODES.get().ok_or(ENODEV)?;
-        let first = rslab::param(&module_parameters::first_id).max(1);
-        let charge = if rslab::param(&module_parameters::forced_charge) != 0 {
-            Charge::UnderLock
-        } else {
-            Charge::BeforeLock
-        };
         // The module's `max_entries` when the file is opened.
-        let limit = rslab::param(&module_parameters::max_entries) as usize;
+        let limit = rslab::param(&crate::module_parameters::max_entries) as usize;
         KBox::try_pin_init(
             try_pin_init!(IdMapFile {
-                map <- IdMap::starting_at(cache, first, charge, limit),
+                map <- IdMap::new(cache, limit),
             }),
             // The file's state is charged to whoever opens it.
             GFP_KERNEL_ACCOUNT,
@@ -669,7 +511,7 @@ impl NodeCache {
     fn create() -> Result<Self> {
         NODES.init(
             c"rslab_idmap_node",
-            // Not `SLAB_ACCOUNT`: the files charge their nodes themselves (see `Charge`).
+            // Not `SLAB_ACCOUNT`: the files charge their nodes themselves, in step 1.
             CacheOptions::new().sheaf_capacity(abi::MAX_BATCH),
         )?;
         Ok(Self)
@@ -706,7 +548,7 @@ impl kernel::InPlaceModule for IdMapModule {
     }
 }
 
-/// The map's KUnit tests, kept with rslab's other tests.
+/// rslab's tests of the driver: its KUnit suite, and the module of rslab's test build.
 #[cfg(rslab_sheaf)]
 #[path = "../tools/testing/idmap/rslab_idmap_kunit.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -94,7 +94,8 @@ kernel_env() {
 }
 
 RUST_ROOTS=("$root/rust/rslab_main.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
-	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs")
+	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs" \
+	"$root/tools/testing/idmap/rslab_idmap_test.rs")
 
 # build_modules [doctests] [MAKE ARGS...]: builds the modules; with "doctests" also the
 # library's documentation examples as KUnit cases (rslab_doctests.ko), generated from the
@@ -139,7 +140,8 @@ build_client() {
 	log "building the idmap client (cargo build --release)"
 	CARGO_TARGET_DIR="$OUT/idmap-client" cargo build --release --locked -q \
 		--manifest-path "$here/idmap-client/Cargo.toml" >&2 || die "idmap client build failed"
-	CLIENT=(--client "$OUT/idmap-client/release/rslab-idmap-client")
+	CLIENT=(--client "$OUT/idmap-client/release/rslab-idmap-client"
+		--client-module "$root/tools/testing/idmap/rslab_idmap_test.ko")
 }
 
 runner() {
@@ -269,7 +271,7 @@ clippy)
 	kernel_env
 	log "clippy: building against $KDIR with CLIPPY=1 W=e (every warning is an error)"
 	# Rebuild every Rust object, the doctests module's too, so that clippy sees all of them.
-	find "$root/rust" "$root/samples" "$root/tools/testing/bench" -name '*.o' -delete
+	find "$root/rust" "$root/samples" "$root/tools/testing/bench" "$root/tools/testing/idmap" -name '*.o' -delete
 	(build_modules doctests CLIPPY=1 W=e) > "$OUT/clippy.log" 2>&1 ||
 		{ cat "$OUT/clippy.log" >&2; die "clippy/W=e build failed"; }
 	if grep -qE '^(warning|error)' "$OUT/clippy.log"; then

@@ -5,10 +5,10 @@
 use crate::{dev::*, ktap::Suite};
 use std::os::fd::AsRawFd;
 
-/// The `first_id` the runner loads the module with for the `ids` command.
+/// The `first_id` the runner loads rslab's test build of the module with for the `ids` command.
 const IDS_FIRST: u32 = u32::MAX - 9;
 
-/// With the module loaded with `first_id=IDS_FIRST`: the ID space runs out with `EOVERFLOW`,
+/// With the test build loaded with `first_id=IDS_FIRST`: the ID space runs out with `EOVERFLOW`,
 /// changing nothing.
 pub(crate) fn case_id_space(suite: &mut Suite) {
     let mut problems = Vec::new();

@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! rslab-idmap-client all --ktap FILE [--seconds N]   bad input, load, failslab, memcg, unloading
-//! rslab-idmap-client forced --ktap FILE               memcg with nodes charged under the lock;
-//!                                                      needs the module loaded with forced_charge=1
+//! rslab-idmap-client forced --ktap FILE               memcg with nodes charged by force; needs
+//!                                                      the test build loaded with forced_charge=1
 //! rslab-idmap-client ids --ktap FILE                  the ID space running out; needs the
-//!                                                      module loaded with first_id=4294967286
+//!                                                      test build loaded with first_id=4294967286
 //! rslab-idmap-client bench [--ktap FILE]              the cost of GET, INSERT and REMOVE at 64
 //!                                                      and at 65,536 entries
 //! ```

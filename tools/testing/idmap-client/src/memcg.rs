@@ -178,10 +178,10 @@ pub(crate) fn memory_stat(cg: &str) -> String {
 /// The memory cgroup contract, for a child in a cgroup with a small `memory.max`.
 ///
 /// By default the driver charges each node before its lock, where the charge can fail: at the
-/// limit an insert fails with `ENOMEM`, and the cgroup never goes past `memory.max`. With the
-/// module's `forced_charge=1` (`forced`), nodes are charged when taken under the lock, and the
-/// kernel forces that charge: every insert succeeds (until the file's `max_entries`), past the
-/// limit. Either way nothing is lost, the OOM killer never runs, and others are unaffected.
+/// limit an insert fails with `ENOMEM`, and the cgroup never goes past `memory.max`. With
+/// rslab's test build of the module loaded with `forced_charge=1` (`forced`), the node cache is
+/// `SLAB_ACCOUNT`, nodes are charged when taken from the sheaf, and the kernel forces that
+/// charge: every insert succeeds (until the file's `max_entries`), past the limit. Either way nothing is lost, the OOM killer never runs, and others are unaffected.
 pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
     let name = if forced { "memcg_forced" } else { "memcg" };
     const LIMIT: u64 = 1 << 20;
@@ -330,7 +330,7 @@ pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
     notes.push(format!(
         "usage {before} B before, {usage} B after: {over} B past memory.max ({}); memory.events: max {max_events}, oom {oom}, oom_kill {oom_kill}",
         if forced {
-            "nodes charged under the lock, forced"
+            "nodes of a SLAB_ACCOUNT cache, charged by force"
         } else {
             "nodes charged before the lock, refused at the limit"
         }
@@ -358,7 +358,7 @@ pub(crate) fn case_memcg(suite: &mut Suite, forced: bool) {
         problems.push("no insert succeeded".into());
     }
     if forced {
-        // Charged under the lock: forced past the limit, never refused by it.
+        // Charged by force when taken: past the limit, never refused by it.
         if r1.end != libc::ENOSPC as u64 {
             problems.push(format!(
                 "inserts ended by {}, not by max_entries",
