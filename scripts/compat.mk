@@ -18,7 +18,7 @@ rustflags-y += --cfg rslab_pin_init_raw
 endif
 
 # 7.3: the misc device's file operations have the module as their owner, so an
-# open file keeps the module loaded; on 7.2 samples/rslab_idmap.rs does it.
+# open file keeps the module loaded; on 7.2 samples/rslab_idmap_main.rs does it.
 ifeq ($(shell grep -qs 'owner: this_module' $(srctree)/rust/kernel/miscdevice.rs && echo y),y)
 rustflags-y += --cfg rslab_misc_fops_owner
 endif

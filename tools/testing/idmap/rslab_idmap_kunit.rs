@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! KUnit tests of `samples/rslab_idmap.rs`'s map, and the module-independent parts of its files:
+//! KUnit tests of `samples/rslab_idmap_main.rs`'s map, and the module-independent parts of its files:
 //! a child module of the driver (`mod tests` at its end), so that they see its private items.
 //! They run on caches of their own, in the root memory cgroup, where charges cannot fail.
 
