@@ -14,13 +14,16 @@ pub mod rslab;
 mod layout_probe;
 mod report;
 
-/// Test-only stress suites: model-based random testing and concurrency.
+/// Test-only suites: model-based random testing, concurrency, fault injection, allocation
+/// profiling and cache names.
 #[cfg(CONFIG_KUNIT = "y")]
 mod selftest {
+    pub(crate) mod allocinfo;
     #[cfg(rslab_sheaf)]
     pub(crate) mod concurrency;
     pub(crate) mod failslab;
     pub(crate) mod model;
+    pub(crate) mod names;
 }
 
 module! {

@@ -2,7 +2,7 @@
 
 //! The user-space ABI of `/dev/rslab_idmap`, version 1.
 //!
-//! One file describes the ABI for both sides: the driver (`samples/rslab_idmap.rs`) and the
+//! One file describes the ABI for both sides: the driver (`samples/rslab_idmap_main.rs`) and the
 //! user-space client (`tools/testing/idmap-client`) include it with `#[path]`. It uses nothing
 //! but `core`, so it builds in the kernel and in a `std` program alike.
 //!

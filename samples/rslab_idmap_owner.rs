@@ -5,7 +5,7 @@
 //! From 7.3 on the kernel crate makes the module the owner of a misc device's file operations,
 //! so that the VFS holds a reference to the module from `open` until after `release`, and
 //! [`own_file`] does nothing. 7.2's leaves the owner unset (`scripts/compat.mk` tells the two
-//! apart). A file of its own, mounted by `samples/rslab_idmap.rs`: a driver for 7.3 and later
+//! apart). A file of its own, mounted by `samples/rslab_idmap_main.rs`: a driver for 7.3 and later
 //! does not need it.
 
 use kernel::{fs::File, prelude::*};

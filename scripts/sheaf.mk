@@ -3,7 +3,8 @@
 # Sheaf support needs the five slab sheaf functions exported to modules. Stock
 # 7.x kernels do not export them (tools/testing/patches/ carries the export),
 # so look them up in the kernel's Module.symvers and build the sheaf API only
-# when all five are there: `--cfg rslab_sheaf`.
+# when all five are there: `--cfg rslab_sheaf` (and RSLAB_SHEAF for the library's C
+# helpers, rust/lib/helpers.c).
 
 RSLAB_SHEAF_SYMS := kmem_cache_prefill_sheaf kmem_cache_refill_sheaf \
 		    kmem_cache_return_sheaf kmem_cache_alloc_from_sheaf_noprof \
@@ -14,4 +15,5 @@ RSLAB_SHEAF := $(shell n=0; for s in $(RSLAB_SHEAF_SYMS); do \
 
 ifeq ($(RSLAB_SHEAF),y)
 rustflags-y += --cfg rslab_sheaf
+ccflags-y += -DRSLAB_SHEAF
 endif

@@ -221,9 +221,15 @@ unsafe impl Sync for RawCache {}
 
 impl Drop for RawCache {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the cache is live and owned by `self`. Every object
-        // and sheaf of the cache borrows the `KmemCache` that owns `self`, so none is alive.
-        unsafe { bindings::kmem_cache_destroy(self.0.as_ptr()) };
+        // SAFETY: By the type invariant the cache is live, made by `helpers::create()` and owned
+        // by `self`, which is not used again. Every box, sheaf, slot and charged object of the
+        // cache borrows the `KmemCache` that owns `self`, so none is alive and nothing uses the
+        // cache afterwards. Objects may remain all the same, if their owner was leaked
+        // (`mem::forget`): then `kmem_cache_destroy()` warns "Slab cache still has objects",
+        // lists them, and leaves the cache and its slabs allocated instead of freeing them, as
+        // it does for C. Nothing can reach those objects any more, so that is a leak, not a
+        // use after free.
+        unsafe { super::helpers::destroy(self.0.as_ptr()) };
     }
 }
 
@@ -235,10 +241,25 @@ impl<T> KmemCache<T> {
     /// within `T`, `E2BIG` for a sheaf capacity above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` when
     /// the kernel cannot create the cache.
     ///
+    /// The name must be one that tools can parse, and unique: an empty name or one with a space
+    /// fails with `EINVAL` (the kernel would warn about the space, or about an empty sysfs
+    /// name), and a name that a live cache of the same module already has fails with `EEXIST`
+    /// (with `CONFIG_DEBUG_VM` the kernel would warn about the duplicate, and with sysfs an
+    /// unmergeable duplicate fails with a stack dump). A driver that creates one cache per
+    /// device names each after its device, or shares one [`StaticCache`] between them.
+    /// Caches of other modules are not checked: the kernel does not export its list, so a name
+    /// should carry the driver's prefix.
+    ///
+    /// [`StaticCache`]: super::static_cache::StaticCache
+    ///
     /// # Context
     ///
     /// Process context; may sleep.
     pub fn new(name: &CStr, options: CacheOptions) -> Result<Self> {
+        let bytes = name.to_bytes();
+        if bytes.is_empty() || bytes.contains(&b' ') {
+            return Err(EINVAL);
+        }
         let size = mem::size_of::<T>();
         if size == 0 || size > super::layout::KMALLOC_MAX_SIZE {
             return Err(EINVAL);
@@ -253,6 +274,8 @@ impl<T> KmemCache<T> {
         {
             return Err(EINVAL);
         }
+        // An empty region has no offset: the kernel warns about an offset without a size.
+        let useroffset = if usersize == 0 { 0 } else { useroffset };
         let mut args = bindings::kmem_cache_args {
             align: mem::align_of::<T>() as u32,
             // Both are at most `size`, which is at most `KMALLOC_MAX_SIZE`.
@@ -263,18 +286,18 @@ impl<T> KmemCache<T> {
             ctor: None,
             sheaf_capacity: options.sheaf_capacity,
         };
-        // SAFETY: `name` is a NUL-terminated string (the slab copies it), `args` is a valid,
-        // initialised argument block for the duration of the call.
+        // SAFETY: `args` is a valid, initialised argument block for the duration of the call.
         let ptr = unsafe {
-            bindings::__kmem_cache_create_args(
-                name.as_char_ptr(),
+            super::helpers::create(
+                name,
                 size as u32,
                 &mut args,
                 options.flags.0 as bindings::slab_flags_t,
-            )
+            )?
         };
         // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()`, with
-        // the usercopy region checked above, and is owned by the new `RawCache`.
+        // the usercopy region checked above, by `helpers::create()`, and is owned by the new
+        // `RawCache`.
         Ok(Self {
             raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?),
             useroffset,
@@ -366,7 +389,7 @@ impl<T> KmemCache<T> {
     #[inline]
     fn alloc_uninit(&self, gfp: u32) -> Result<NonNull<T>, AllocError> {
         // SAFETY: By the type invariant `self.ptr` is a live cache.
-        let p = unsafe { bindings::kmem_cache_alloc_noprof(self.as_raw(), gfp) };
+        let p = unsafe { super::helpers::kmem_cache_alloc(self.as_raw(), gfp) };
         NonNull::new(p.cast()).ok_or(AllocError)
     }
 

@@ -38,10 +38,11 @@
 //!   own: `kmalloc()` adds nothing around them then.
 //! - Otherwise `kmalloc()` wraps the call in `alloc_hooks()`, so that allocation profiling
 //!   (`/proc/allocinfo`) attributes it to its call site, or derives a partition token from that
-//!   site; only C code can. Out of tree, a module compiles `rust/lib/kmalloc_helpers.c` into
-//!   itself (the same calls in `alloc_hooks()`) and sets `cfg(rslab_kmalloc_helpers)` for its
-//!   Rust object (see `rust/Kbuild`). Without that file, a module allocates through the kernel
-//!   crate's helper, `krealloc_node_align()` of NULL, which has the hooks too.
+//!   site; only C code can. Out of tree, every module that includes the library compiles
+//!   `rust/lib/helpers.c` into itself (the same calls in `alloc_hooks()`) and sets
+//!   `cfg(rslab_helpers)` for its Rust objects (see `rust/Kbuild`). Without that file (in the
+//!   tree), an allocation goes through the kernel crate's helper, `krealloc_node_align()` of
+//!   NULL, which has the hooks too.
 //!
 //! With `CONFIG_KMALLOC_PARTITION_CACHES`, C's choice among the normal caches depends on a
 //! token from its call site: with `KMALLOC_PARTITION_RANDOM` a hash of the call site's address
@@ -266,8 +267,8 @@ mod entry {
 mod entry {
     use kernel::{bindings, ffi::c_void};
 
-    #[cfg(rslab_kmalloc_helpers)]
-    /// The module's copy of `rust/lib/kmalloc_helpers.c`: the same calls in `alloc_hooks()`,
+    #[cfg(rslab_helpers)]
+    /// The module's copy of `rust/lib/helpers.c`: the same calls in `alloc_hooks()`,
     /// attributed to that file's lines.
     mod c {
         use kernel::{bindings, ffi::c_void};
@@ -283,7 +284,7 @@ mod entry {
         }
     }
 
-    #[cfg(rslab_kmalloc_helpers)]
+    #[cfg(rslab_helpers)]
     /// # Safety
     ///
     /// `s` is a live kmalloc cache whose objects hold at least `size` bytes.
@@ -298,7 +299,7 @@ mod entry {
         unsafe { c::rslab_kmalloc_cache(s, flags, size) }
     }
 
-    #[cfg(rslab_kmalloc_helpers)]
+    #[cfg(rslab_helpers)]
     #[inline(always)]
     pub(super) fn large(size: usize, flags: u32) -> *mut c_void {
         // SAFETY: `__kmalloc_large_noprof()` accepts any size (it fails above
@@ -306,14 +307,14 @@ mod entry {
         unsafe { c::rslab_kmalloc_large(size, flags) }
     }
 
-    #[cfg(rslab_kmalloc_helpers)]
+    #[cfg(rslab_helpers)]
     #[inline(always)]
     pub(super) fn var(size: usize, flags: u32) -> *mut c_void {
         // SAFETY: `kmalloc()` accepts any size and flags.
         unsafe { c::rslab_kmalloc(size, flags) }
     }
 
-    #[cfg(not(rslab_kmalloc_helpers))]
+    #[cfg(not(rslab_helpers))]
     /// # Safety
     ///
     /// None: the cache is not used. (Declared `unsafe` as the other variants are.)
@@ -326,13 +327,13 @@ mod entry {
         var(size, flags)
     }
 
-    #[cfg(not(rslab_kmalloc_helpers))]
+    #[cfg(not(rslab_helpers))]
     #[inline(always)]
     pub(super) fn large(size: usize, flags: u32) -> *mut c_void {
         var(size, flags)
     }
 
-    #[cfg(not(rslab_kmalloc_helpers))]
+    #[cfg(not(rslab_helpers))]
     /// Without the module's own C functions: the kernel crate's helper, as the kernel crate's
     /// `Kmalloc` calls it, whose `krealloc_node_align()` has the hooks (attributed to that
     /// helper) and the partition token of its own call site.

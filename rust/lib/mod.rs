@@ -14,18 +14,21 @@
 //!   exports the sheaf API (`cfg(rslab_sheaf)`, set by `scripts/sheaf.mk`); otherwise a stub
 //!   whose use is a compile error that says so.
 //! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
+//! - [`helpers`]: the slab calls that C makes through macros (`kmem_cache_alloc()` with its
+//!   allocation-profiling hooks, and friends), and cache creation and destruction.
 //!
 //! An out-of-tree module cannot link against another module's Rust crate, so drivers include
 //! this directory as a module of their own crate, with a `#[path]` attribute pointing at this
-//! file (see `samples/rslab_idmap.rs`). The library names its own parts relative to itself
+//! file (see `samples/rslab_idmap_main.rs`). The library names its own parts relative to itself
 //! (`super::`), so it may be mounted under any name and anywhere in the crate
-//! (`samples/rslab_mount.rs` mounts it as `slab` inside a submodule); only
+//! (`samples/rslab_mount_main.rs` mounts it as `slab` inside a submodule); only
 //! [`static_cache_allocator!`](crate::static_cache_allocator) needs to be told where it is when
 //! that is not `rslab` at the crate root.
 
 pub mod buckets;
 pub mod cache;
 pub mod gfp;
+pub mod helpers;
 pub mod kmalloc;
 pub mod layout;
 #[cfg(rslab_sheaf)]

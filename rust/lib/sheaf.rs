@@ -67,6 +67,31 @@ use kernel::{
 
 pub use super::cache::MAX_SHEAF_OBJECTS;
 
+/// Prefills and refills of more objects than this are asked for with `__GFP_NOWARN`.
+///
+/// A sheaf is one kmalloc object: its header and an array of pointers to its objects. Above
+/// this many objects it is larger than `PAGE_SIZE << PAGE_ALLOC_COSTLY_ORDER` bytes (32 KiB with
+/// 4 KiB pages), which the page allocator does not try hard to find: up to
+/// [`MAX_SHEAF_OBJECTS`] that is an order-10 allocation, and when it fails the page allocator
+/// prints an allocation-failure report with a call trace (`warn_alloc()`) unless the caller
+/// passed `__GFP_NOWARN`. `kmem_cache_prefill_sheaf()` hands the caller's flags to that
+/// allocation (and to the objects' allocation), so a prefill or refill this large passes
+/// `__GFP_NOWARN` and reports its failure as the `ENOMEM` it returns.
+const QUIET_SHEAF_OBJECTS: usize = ((kernel::page::PAGE_SIZE << bindings::PAGE_ALLOC_COSTLY_ORDER)
+    - super::cache::SHEAF_HEADER_MAX)
+    / mem::size_of::<*mut u8>();
+
+/// The flags for a prefill or refill of `count` objects: `gfp`, with `__GFP_NOWARN` above
+/// [`QUIET_SHEAF_OBJECTS`].
+#[inline]
+fn sheaf_gfp(count: u32, gfp: u32) -> u32 {
+    if count as usize > QUIET_SHEAF_OBJECTS {
+        gfp | bindings::__GFP_NOWARN
+    } else {
+        gfp
+    }
+}
+
 fn sheaf_count(count: usize) -> Result<u32> {
     if count == 0 {
         return Err(EINVAL);
@@ -89,13 +114,18 @@ impl<T> KmemCache<T> {
     /// above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the objects cannot be allocated (nothing is
     /// leaked then).
     ///
+    /// A sheaf of more than about 4,000 objects (32 KiB of pointers with 4 KiB pages) needs
+    /// contiguous memory that the page allocator may not find; such a prefill is made with
+    /// `__GFP_NOWARN` added to `flags`, so that it fails with `ENOMEM` and no allocation-failure
+    /// report.
+    ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
     #[inline]
     pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
         let count = sheaf_count(count)?;
-        let gfp = gfp::slab(flags).map_err(|_| EINVAL)?;
+        let gfp = sheaf_gfp(count, gfp::slab(flags).map_err(|_| EINVAL)?);
         // SAFETY: By `KmemCache`'s invariant the cache is live.
         let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp, count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
@@ -247,7 +277,9 @@ impl<'c, T> Sheaf<'c, T> {
     ///
     /// On failure (`ENOMEM`) the sheaf stays valid and keeps what it had, possibly with a few
     /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with
-    /// `E2BIG`, and `flags` the slab allocator does not accept fail with `EINVAL`.
+    /// `E2BIG`, and `flags` the slab allocator does not accept fail with `EINVAL`. As for
+    /// [`KmemCache::prefill`], a refill to more than about 4,000 objects is made with
+    /// `__GFP_NOWARN`.
     ///
     /// # Context
     ///
@@ -257,7 +289,7 @@ impl<'c, T> Sheaf<'c, T> {
             return Ok(());
         }
         let count = sheaf_count(count)?;
-        let gfp = gfp::slab(flags).map_err(|_| EINVAL)?;
+        let gfp = sheaf_gfp(count, gfp::slab(flags).map_err(|_| EINVAL)?);
         let mut raw = self.raw.as_ptr();
         // SAFETY: `raw` is a live sheaf of the cache; `&mut self` means no slot is alive, so
         // the kernel may replace the sheaf. On failure it leaves `raw` unchanged.
@@ -338,7 +370,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         // invariant it holds an unclaimed object, so the call returns one. `gfp` holds only
         // `__GFP_ZERO` and `__GFP_ACCOUNT`, which is what the function accepts.
         let p = unsafe {
-            bindings::kmem_cache_alloc_from_sheaf_noprof(
+            super::helpers::kmem_cache_alloc_from_sheaf(
                 sheaf.cache.as_raw(),
                 this.gfp,
                 sheaf.raw.as_ptr(),
@@ -900,6 +932,48 @@ mod tests {
         check!(s.len() == 5, "refill on a debug cache: {}", s.len());
         let b = use_under_lock(&s, 5)?;
         drop((a, b, s));
+        Ok(())
+    }
+
+    #[test]
+    fn large_sheaves_fail_quietly() -> Result {
+        // Above `QUIET_SHEAF_OBJECTS`, and only there, the request carries `__GFP_NOWARN`.
+        let quiet = QUIET_SHEAF_OBJECTS as u32;
+        check!(
+            quiet >= 1000 && (quiet as usize) < MAX_SHEAF_OBJECTS,
+            "QUIET_SHEAF_OBJECTS is {}",
+            quiet
+        );
+        let nowarn = bindings::__GFP_NOWARN;
+        let kernel = bindings::GFP_KERNEL;
+        check!(sheaf_gfp(quiet, kernel) == kernel, "NOWARN at {}", quiet);
+        check!(
+            sheaf_gfp(quiet + 1, kernel) == kernel | nowarn,
+            "no NOWARN at {}",
+            quiet + 1
+        );
+        // An impossible prefill and refill without `__GFP_NOWARN` from the caller: 64 KiB
+        // objects, far more than a test guest's memory, with GFP_NOWAIT so that nothing reclaims
+        // or invokes the OOM killer. They must fail with ENOMEM and print no allocation-failure
+        // report (the runner fails a boot with a call trace).
+        let c = KmemCache::<[u8; 65536]>::new(c"rslab_test_quiet", CacheOptions::new())?;
+        check!(
+            matches!(c.prefill(100_000, GFP_NOWAIT), Err(e) if e == ENOMEM),
+            "impossible prefill did not fail with ENOMEM"
+        );
+        let mut s = c.prefill(1, GFP_KERNEL)?;
+        check!(
+            matches!(s.refill(100_000, GFP_NOWAIT), Err(e) if e == ENOMEM),
+            "impossible refill did not fail with ENOMEM"
+        );
+        check!(s.available() >= 1, "failed refill lost the sheaf's objects");
+        // Initialised in place: a 64 KiB value must never pass through the stack.
+        let one = s
+            .claim()
+            .map_err(|_| ENOMEM)?
+            .init(pin_init::init_zeroed::<[u8; 65536]>());
+        check!(one[0] == 0, "contents");
+        drop(one);
         Ok(())
     }
 

@@ -192,8 +192,9 @@ impl<T> StaticCache<T> {
                 .ok_or(AllocError)?
         };
         let gfp = gfp::slab(flags)?;
-        // SAFETY: `cache` is a live cache.
-        let p = unsafe { bindings::kmem_cache_alloc_node_noprof(cache.as_raw(), gfp, node) };
+        // SAFETY: `cache` is a live cache, and `node` is `NUMA_NO_NODE` or a node number below
+        // `MAX_NUMNODES`.
+        let p = unsafe { super::helpers::kmem_cache_alloc_node(cache.as_raw(), gfp, node) };
         let p = NonNull::new(p.cast::<u8>()).ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }

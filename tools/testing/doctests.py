@@ -11,7 +11,7 @@ builds them from the kernel tree in use with those paths pointed at rslab's (eac
 string must be found, so a change upstream fails loudly), runs rustdoc on rust/rslab_main.rs with
 the flags kbuild compiled it with (rustdoc.py's replay of rust/.rslab_main.o.cmd), and writes
 rust/rslab_doctests_generated.rs: the generated cases and a KUnit suite, `rslab_doctests`,
-listing them. rust/rslab_doctests.rs includes that file; Kbuild builds rslab_doctests.ko when it
+listing them. rust/rslab_doctests_main.rs includes that file; Kbuild builds rslab_doctests.ko when it
 exists.
 
 Every example of rust/lib/ must become a case: `ignore` is refused (use `no_run`, which is

@@ -70,7 +70,7 @@ boot-time minimum alignment) and every (size, align) pair up to the
 largest bucket through the allocator.''',
     },
     {
-        'files': ['cache'],
+        'files': ['cache', 'helpers'],
         'subject': 'rust: alloc: add typed slab caches',
         'body': '''\
 Rust drivers that allocate many objects of one type want a dedicated slab
@@ -187,9 +187,9 @@ def probe_cfgs(ksrc: Path):
         'rslab_sheaf': True,
         'rslab_param_value_copy': has('rust/kernel/module_param.rs', 'pub fn value_ref'),
         'rslab_pin_init_raw': has('rust/pin-init/src/lib.rs', 'pub unsafe fn raw_try_init'),
-        # The kmalloc entry points and the kmalloc test's C side are C files of the out-of-tree
+        # The library's C helpers and the kmalloc test's C side are C files of the out-of-tree
         # modules; in the tree, the kernel crate's helper path and no such test.
-        'rslab_kmalloc_helpers': False,
+        'rslab_helpers': False,
         'rslab_kmalloc_test_c': False,
     }
 

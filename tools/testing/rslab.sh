@@ -93,9 +93,9 @@ kernel_env() {
 	esac
 }
 
-RUST_ROOTS=("$root/rust/rslab_main.rs" "$root/rust/rslab_doctests.rs" "$root"/samples/*.rs \
-	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf.rs" \
-	"$root/tools/testing/idmap/rslab_idmap_test.rs")
+RUST_ROOTS=("$root/rust/rslab_main.rs" "$root/rust/rslab_doctests_main.rs" "$root"/samples/*.rs \
+	"$root/tools/testing/bench/rslab_bench_main.rs" "$root/tools/testing/nosheaf/rslab_nosheaf_main.rs" \
+	"$root/tools/testing/idmap/rslab_idmap_test_main.rs")
 
 # build_modules [doctests] [MAKE ARGS...]: builds the modules; with "doctests" also the
 # library's documentation examples as KUnit cases (rslab_doctests.ko), generated from the
@@ -294,7 +294,7 @@ clippy)
 		}
 		missing=$(comm -23 <(pub_names "$root/rust/lib/sheaf.rs") <(pub_names "$root/rust/lib/nosheaf.rs"))
 		[ -z "$missing" ] || die "the no-sheaf stub (rust/lib/nosheaf.rs) lacks: $(echo $missing)"
-		imported=$(sed -nE 's/^use rslab::sheaf::\{(.*)\};/\1/p' "$nosheaf/rslab_nosheaf.rs" | tr -d ' ' | tr ',' '\n' | sort -u)
+		imported=$(sed -nE 's/^use rslab::sheaf::\{(.*)\};/\1/p' "$nosheaf/rslab_nosheaf_main.rs" | tr -d ' ' | tr ',' '\n' | sort -u)
 		unused=$(comm -23 <(pub_names "$root/rust/lib/sheaf.rs") <(echo "$imported"))
 		[ -z "$unused" ] || die "tools/testing/nosheaf does not import: $(echo $unused)"
 		if make -C "$KDIR" M="$nosheaf" LLVM="$LLVM" ${MAKE_EXTRA[@]+"${MAKE_EXTRA[@]}"} \

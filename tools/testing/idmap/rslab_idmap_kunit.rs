@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rslab's tests of `samples/rslab_idmap.rs`: a child module of the driver (`mod tests` at its
+//! rslab's tests of `samples/rslab_idmap_main.rs`: a child module of the driver (`mod tests` at its
 //! end), so that they see its private items.
 //!
 //! - The KUnit suite of the map and of the module-independent parts of its files,
 //!   `rslab_idmap`. It runs on caches of its own, in the root memory cgroup, where charges
 //!   cannot fail.
-//! - `test_build`: the module of rslab's test build of the driver (`rslab_idmap_test.rs`).
+//! - `test_build`: the module of rslab's test build of the driver (`rslab_idmap_test_main.rs`).
 
 use super::*;
 

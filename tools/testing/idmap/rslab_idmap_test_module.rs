@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module of rslab's test build of the driver (`rslab_idmap_test.rs`): the driver's device
+//! The module of rslab's test build of the driver (`rslab_idmap_test_main.rs`): the driver's device
 //! and maps, with the hooks of the build's parameters applied. A child module of the driver's
 //! tests, so that it sees the driver's private items.
 

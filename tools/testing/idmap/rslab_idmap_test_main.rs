@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rslab's test build of the template driver `samples/rslab_idmap.rs`: the driver, mounted
+//! rslab's test build of the template driver `samples/rslab_idmap_main.rs`: the driver, mounted
 //! unchanged as [`driver`], in a module with two parameters more for what rslab's user-space
 //! client (`tools/testing/idmap-client`, its `forced` and `ids` runs) cannot reach through a
 //! driver as a driver author would write it:
@@ -19,7 +19,7 @@ use kernel::prelude::*;
 /// The template driver, whose own module type is not used here, nor what the library and the
 /// ABI make public for a driver to export.
 #[allow(dead_code, unreachable_pub)]
-#[path = "../../../samples/rslab_idmap.rs"]
+#[path = "../../../samples/rslab_idmap_main.rs"]
 mod driver;
 
 use driver::tests::test_build::TestModule;

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The slab calls that C makes through macros: allocations with their profiling hooks, and
+//! cache creation and destruction.
+//!
+//! C's `kmem_cache_alloc()`, `kmem_cache_alloc_node()` and `kmem_cache_alloc_from_sheaf()` are
+//! macros that wrap the `_noprof` functions in `alloc_hooks()`. With
+//! `CONFIG_MEM_ALLOC_PROFILING` that sets `current->alloc_tag` to a tag of the call site, so
+//! that `/proc/allocinfo` attributes the allocation; a slab allocation made without it is
+//! attributed to nobody, makes `CONFIG_MEM_ALLOC_PROFILING_DEBUG` warn ("current->alloc_tag
+//! not set"), and when the slab cannot allocate its object-extension vector, it marks the NULL
+//! tag inaccurate (a NULL dereference). Without allocation profiling `alloc_hooks()` is the
+//! call itself, and so are these functions.
+//!
+//! Out of tree, every module that includes the library compiles `rust/lib/helpers.c` into itself
+//! and sets `cfg(rslab_helpers)`: with allocation profiling the calls go through that file's
+//! functions, each the C macro's call, attributed to its line there. The same file keeps the
+//! list of the module's cache names (see [`create`]). In the tree (no such file) the library
+//! calls the `_noprof` functions itself.
+
+use kernel::{bindings, ffi::c_void, prelude::*};
+#[cfg(rslab_helpers)]
+/// The module's copy of `rust/lib/helpers.c`.
+mod c {
+    use kernel::{bindings, ffi::c_void};
+
+    extern "C" {
+        pub(super) fn rslab_kmem_cache_alloc(
+            s: *mut bindings::kmem_cache,
+            flags: bindings::gfp_t,
+        ) -> *mut c_void;
+        pub(super) fn rslab_kmem_cache_alloc_node(
+            s: *mut bindings::kmem_cache,
+            flags: bindings::gfp_t,
+            node: i32,
+        ) -> *mut c_void;
+        #[cfg(rslab_sheaf)]
+        pub(super) fn rslab_kmem_cache_alloc_from_sheaf(
+            s: *mut bindings::kmem_cache,
+            flags: bindings::gfp_t,
+            sheaf: *mut bindings::slab_sheaf,
+        ) -> *mut c_void;
+        pub(super) fn rslab_kmem_cache_create(
+            name: *const kernel::ffi::c_char,
+            size: u32,
+            args: *mut bindings::kmem_cache_args,
+            flags: bindings::slab_flags_t,
+        ) -> *mut bindings::kmem_cache;
+        pub(super) fn rslab_kmem_cache_destroy(s: *mut bindings::kmem_cache);
+    }
+}
+
+/// `kmem_cache_alloc(s, flags)`, the call C's macro makes.
+///
+/// # Safety
+///
+/// `s` is a live cache.
+#[inline(always)]
+pub unsafe fn kmem_cache_alloc(
+    s: *mut bindings::kmem_cache,
+    flags: bindings::gfp_t,
+) -> *mut c_void {
+    #[cfg(rslab_helpers)]
+    if cfg!(CONFIG_MEM_ALLOC_PROFILING) {
+        // SAFETY: The caller guarantees that `s` is a live cache; the helper is
+        // `kmem_cache_alloc()`.
+        return unsafe { c::rslab_kmem_cache_alloc(s, flags) };
+    }
+    // SAFETY: The caller guarantees that `s` is a live cache.
+    unsafe { bindings::kmem_cache_alloc_noprof(s, flags) }
+}
+
+/// `kmem_cache_alloc_node(s, flags, node)`, the call C's macro makes.
+///
+/// # Safety
+///
+/// `s` is a live cache, and `node` is `NUMA_NO_NODE` or a node number below `MAX_NUMNODES`.
+#[inline(always)]
+pub unsafe fn kmem_cache_alloc_node(
+    s: *mut bindings::kmem_cache,
+    flags: bindings::gfp_t,
+    node: i32,
+) -> *mut c_void {
+    #[cfg(rslab_helpers)]
+    if cfg!(CONFIG_MEM_ALLOC_PROFILING) {
+        // SAFETY: By the caller's guarantees; the helper is `kmem_cache_alloc_node()`.
+        return unsafe { c::rslab_kmem_cache_alloc_node(s, flags, node) };
+    }
+    // SAFETY: By the caller's guarantees.
+    unsafe { bindings::kmem_cache_alloc_node_noprof(s, flags, node) }
+}
+
+/// `kmem_cache_alloc_from_sheaf(s, flags, sheaf)`, the call C's macro makes.
+///
+/// # Safety
+///
+/// `sheaf` is a live sheaf of the live cache `s`, owned by the caller, and `flags` holds at
+/// most `__GFP_ZERO` and `__GFP_ACCOUNT`.
+#[cfg(rslab_sheaf)]
+#[inline(always)]
+pub unsafe fn kmem_cache_alloc_from_sheaf(
+    s: *mut bindings::kmem_cache,
+    flags: bindings::gfp_t,
+    sheaf: *mut bindings::slab_sheaf,
+) -> *mut c_void {
+    #[cfg(rslab_helpers)]
+    if cfg!(CONFIG_MEM_ALLOC_PROFILING) {
+        // SAFETY: By the caller's guarantees; the helper is `kmem_cache_alloc_from_sheaf()`.
+        return unsafe { c::rslab_kmem_cache_alloc_from_sheaf(s, flags, sheaf) };
+    }
+    // SAFETY: By the caller's guarantees.
+    unsafe { bindings::kmem_cache_alloc_from_sheaf_noprof(s, flags, sheaf) }
+}
+
+/// Creates a cache: `__kmem_cache_create_args(name, size, args, flags)`, or `ENOMEM` when the
+/// kernel cannot. A cache created here is destroyed with [`destroy`].
+///
+/// Out of tree (`cfg(rslab_helpers)`), a name that a live cache of this module already has
+/// fails with `EEXIST`, which the kernel would warn about (`kmem_cache_sanity_check()` with
+/// `CONFIG_DEBUG_VM`) or, for an unmergeable cache, answer with a stack dump and `NULL`
+/// (sysfs: "cannot create duplicate filename"); [`destroy`] releases the name.
+///
+/// # Safety
+///
+/// `args` is valid for reads and writes for the duration of the call.
+pub unsafe fn create(
+    name: &CStr,
+    size: u32,
+    args: *mut bindings::kmem_cache_args,
+    flags: bindings::slab_flags_t,
+) -> Result<*mut bindings::kmem_cache> {
+    #[cfg(rslab_helpers)]
+    // SAFETY: `name` is a NUL-terminated string (the slab copies it); the caller guarantees
+    // `args`.
+    let p = unsafe { c::rslab_kmem_cache_create(name.as_char_ptr(), size, args, flags) };
+    #[cfg(not(rslab_helpers))]
+    // SAFETY: `name` is a NUL-terminated string (the slab copies it); the caller guarantees
+    // `args`.
+    let p = unsafe { bindings::__kmem_cache_create_args(name.as_char_ptr(), size, args, flags) };
+    // The helper returns a cache or an `ERR_PTR()`, the kernel's function a cache or NULL.
+    let p = kernel::error::from_err_ptr(p)?;
+    if p.is_null() {
+        Err(ENOMEM)
+    } else {
+        Ok(p)
+    }
+}
+
+/// Destroys a cache made by [`create`]: `kmem_cache_destroy(s)`.
+///
+/// # Safety
+///
+/// `s` is a cache returned by [`create`], owned by the caller and not used afterwards.
+pub unsafe fn destroy(s: *mut bindings::kmem_cache) {
+    #[cfg(rslab_helpers)]
+    // SAFETY: By the caller's guarantees.
+    unsafe {
+        c::rslab_kmem_cache_destroy(s)
+    };
+    #[cfg(not(rslab_helpers))]
+    // SAFETY: By the caller's guarantees.
+    unsafe {
+        bindings::kmem_cache_destroy(s)
+    };
+}
