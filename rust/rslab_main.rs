@@ -18,6 +18,7 @@ mod report;
 /// profiling and cache names.
 #[cfg(CONFIG_KUNIT = "y")]
 mod selftest {
+    #[cfg(CONFIG_MEM_ALLOC_PROFILING)]
     pub(crate) mod allocinfo;
     #[cfg(rslab_sheaf)]
     pub(crate) mod concurrency;

@@ -17,8 +17,7 @@ tools/testing/kunit/kunit.py parse, which also writes JSON and JUnit files.
 
 The run fails (exit 1, with the reason) when: the guest did not finish in
 time, a module failed to load or unload, no KTAP was printed, a suite failed
-or is missing, a test was skipped (but rslab_allocinfo's on a kernel without
-allocation profiling), or the kernel log holds an oops, BUG,
+or is missing, a test was skipped, or the kernel log holds an oops, BUG,
 WARNING, panic, KASAN, kmemleak or lockdep report. The message says whether
 a report came in the kernel's own boot, before any module was loaded, or
 after; both fail.
@@ -79,10 +78,11 @@ def log(msg):
     print(f'[runner] {msg}', file=sys.stderr, flush=True)
 
 
-def expected_suites(root: Path, sheaf: bool):
+def expected_suites(root: Path, sheaf: bool, kdir: Path):
     """Suites declared in the sources. A suite whose declaration has
     `cfg(rslab_sheaf)` on one of the three lines above it exists only when
-    the kernel exports the sheaf API."""
+    the kernel exports the sheaf API; one with `cfg(CONFIG_X)` there only when
+    the kernel was built with CONFIG_X=y."""
     found = {}
     for path in sorted(list(root.glob('rust/**/*.rs')) + list(root.glob('samples/**/*.rs')) +
                        list(root.glob('tools/testing/idmap/*.rs'))):
@@ -91,14 +91,12 @@ def expected_suites(root: Path, sheaf: bool):
             m = SUITE_DECL.search(line)
             if not m or line.lstrip().startswith('//'):
                 continue
-            gated = any('cfg(rslab_sheaf)' in l for l in lines[max(0, i - 3):i])
-            if sheaf or not gated:
+            above = lines[max(0, i - 3):i]
+            gated = any('cfg(rslab_sheaf)' in l for l in above)
+            options = [o for l in above for o in re.findall(r'cfg\((CONFIG_\w+)\)', l)]
+            if (sheaf or not gated) and all(kernel_config(kdir, o) for o in options):
                 found[m.group(1)] = path.relative_to(root)
     return found
-
-
-# The case that needs CONFIG_MEM_ALLOC_PROFILING (/proc/allocinfo) and is a KUnit skip without.
-ALLOCINFO_SKIP = {('rslab_allocinfo', 'allocations_are_attributed_to_rslab_lines')}
 
 
 def kernel_config(kdir: Path, option: str):
@@ -667,24 +665,9 @@ def judge(args, out: Path, kunit=True):
     totals = result['misc']
     if res.returncode != 0 or totals['failed'] or totals['crashed'] or totals['errors']:
         problems.append(f'KUnit reports failures: {totals}')
-    # A skip is not a pass, with one exception: rslab_allocinfo needs allocation profiling,
-    # and skips on a kernel built without it. On a kernel with it, that skip fails too.
-    skipped = []
-    def skips(group):
-        for sub in group.get('sub_groups', []):
-            for case in sub.get('test_cases', []):
-                if case.get('status') in ('SKIPPED', 'SKIP'):
-                    skipped.append((sub['name'], case['name']))
-            skips(sub)
-    skips(result)
-    allowed = set() if kernel_config(args.kdir, 'CONFIG_MEM_ALLOC_PROFILING') else ALLOCINFO_SKIP
-    expected_skips = [s for s in skipped if s in allowed]
-    if expected_skips:
-        log(f'{len(expected_skips)} expected skip(s) on a kernel without allocation profiling: '
-            + ', '.join('.'.join(s) for s in expected_skips))
-    if totals['skipped'] > len(expected_skips):
-        problems.append(f'{totals["skipped"]} tests were skipped; a skip is not a pass' +
-                        (f' (expected: {len(expected_skips)})' if expected_skips else ''))
+    # A skip is not a pass.
+    if totals['skipped']:
+        problems.append(f'{totals["skipped"]} tests were skipped; a skip is not a pass')
     if totals['tests'] == 0:
         problems.append('KUnit ran no test')
     if args.expect_min_align:
@@ -783,7 +766,7 @@ def main():
     if args.mode == 'boot':
         return boot_only(args, label)
     sheaf = sheaf_exported(args.kdir)
-    args.expected = expected_suites(args.root, sheaf)
+    args.expected = expected_suites(args.root, sheaf, args.kdir)
     if args.client and any(m.name == 'rslab_idmap.ko' for m in modules):
         if not (args.client_module and args.client_module.exists()):
             log('error: the client needs --client-module, the test build of rslab_idmap')
