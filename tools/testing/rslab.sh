@@ -20,10 +20,12 @@
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
 #   rslab.sh rustdoc             rustdoc for the module crate and its library; warnings fail
 #   rslab.sh htmldocs            Sphinx HTML of Documentation/; warnings fail
-#   rslab.sh patches             the in-tree patch series for KVER's kernel, from rust/lib/,
-#                                in out/patches/KVER/ (git format-patch; git am checked)
-#   rslab.sh check-intree        patches, checkpatch --strict, a build per patch, and the
-#                                tree's own kunit.py run (x86_64); --probe: cached or not
+#   rslab.sh patches             the in-tree patch series for KVER's kernel (align, kmalloc:
+#                                kept in tools/testing/intree/; slab: the RFC, from rust/lib/),
+#                                in out/patches/KVER/SERIES/ (git format-patch; git am checked)
+#   rslab.sh check-intree        patches, their sizes and wording, checkpatch --strict, a build
+#                                per patch, and the tree's own kunit.py run (x86_64) per
+#                                series; SERIES=a,b for some only; --probe: cached or not
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
@@ -340,6 +342,7 @@ htmldocs)
 patches | check-intree)
 	import_env '^[A-Z_]+=' "$here/setup.sh"
 	intree=(python3 "$here/intree.py" --ksrc "$KSRC" --cache "${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}/intree")
+	[ -z "${SERIES:-}" ] || intree+=(--series "$SERIES")
 	if [ "$cmd" = patches ]; then
 		"${intree[@]}" patches --out "$OUT/patches/${KVER:-7.2}" || die "make patches failed"
 		exit 0
