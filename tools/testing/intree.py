@@ -451,15 +451,18 @@ This RFC adds kernel::alloc::slab: typed slab caches, an Allocator over a
 static cache, and wrappers of the slab sheaf API. It has no in-tree user
 yet, which is why it is an RFC.
 
-The intended first user is the XArray preload of the posted series
-"rust: xarray: ..." (Andreas Hindborg, v4, June 2026): a sheaf of
-radix_tree_node_cachep nodes is prefilled before the lock is taken, and
-when xas_store() reports -ENOMEM under the lock, a node is taken from the
-sheaf, set as xas.xa_alloc and the store retried, never dropping the lock.
-Here that is Sheaf::claim() before the lock and Slot::alloc() under it:
-the claim checks the reservation, and the allocation under the lock has
-no failure path. A sheaf borrows its cache instead of holding a
-reference count, so no atomic is touched per object.
+The intended first user is the XArray preload of the posted, unmerged
+series with "rust: mm: add abstractions for allocating from a `sheaf`"
+(Andreas Hindborg, v4, June 2026): a sheaf of radix_tree_node_cachep
+nodes is prefilled before the lock is taken, and when xas_store()
+reports -ENOMEM under the lock, a node is taken from the sheaf, set as
+xas.xa_alloc and the store retried, never dropping the lock. Here that
+would be Sheaf::claim() before the lock and Slot::alloc() under it: the
+claim checks the reservation, and the allocation under the lock has no
+failure path. A sheaf borrows its cache instead of holding a reference
+count, so no atomic is touched per object. What this RFC lacks for that
+user: a KmemCache can only be created here, not wrap a cache the C side
+owns such as radix_tree_node_cachep.
 
 What the series does not do: the sheaf functions
 (kmem_cache_prefill_sheaf() and friends) are not exported, so the sheaf
@@ -729,6 +732,13 @@ def check_series(series, repo, commits, patches, static, build, make_opts, jobs,
         problems.append(f'checkpatch --strict complains about {bad} patches')
     timings = []
     built = True
+    # The kernel doctests extracted for another series' tree must not be built into this one:
+    # regenerate them from this tree.
+    for stale in [build / 'rust/test/doctests', *build.glob('rust/doctests_kernel_generated*')]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
     for n, c in enumerate(commits, 1):
         git(repo, 'checkout', '-q', '-f', c)
         start = time.monotonic()
