@@ -1,6 +1,6 @@
 
 /*
- * Measurement only, never part of a patch (tools/testing/intree/kmalloc/bench.c): C's
+ * Measurement only, added to the tree by `intree.py bench` and never part of a patch: C's
  * kmalloc() + memset() + kfree() of the sizes that rust_kmalloc_bench measures, with the size
  * known at compile time and at run time.
  */

@@ -1,5 +1,5 @@
 
-// Measurement only, never part of a patch (tools/testing/intree/kmalloc/bench.rs): instructions
+// Measurement only, added to the tree by `intree.py bench` and never part of a patch: instructions
 // (under QEMU -icount shift=0, 1 ns of the guest clock) per allocation, zeroing and free, of
 // C's kmalloc() and the kernel crate's KBox::new() in the same boot.
 #[cfg(CONFIG_RUST_ALLOCATOR_KUNIT_TEST)]
