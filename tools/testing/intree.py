@@ -43,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -437,10 +438,10 @@ def base_tree(ksrc: Path, cache: Path):
 def base_paragraph(ksrc: Path):
     """The cover letter's statement of what the series is based on."""
     short, full = kernel_version(ksrc)
-    return f'''\
-Based on v{short}, made against {full} ({ksrc.name}, as Debian packages
-it). That source has no git history, so the base-commit below is a commit
-of it in a repository of its own, not an upstream commit.'''
+    return textwrap.fill(f'Based on v{short}, made against {full} ({ksrc.name}, as Debian '
+                         f'packages it). That source has no git history, so the base-commit '
+                         f'below is a commit of it in a repository of its own, not an upstream '
+                         f'commit.', width=72)
 
 
 def rfc_cover(nsteps):
