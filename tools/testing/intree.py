@@ -62,19 +62,48 @@ TREE_DIR = 'rust/kernel/alloc/slab'
 # The steps of the series: the library files each adds, and its commit message.
 STEPS = [
     {
-        'files': ['gfp', 'layout', 'buckets', 'kmalloc'],
-        'kconfig': True,
-        'subject': 'rust: alloc: add slab layouts, kmalloc buckets and gfp checks',
+        'files': ['gfp'],
+        'subject': 'rust: alloc: slab: add gfp checks for slab calls',
         'body': '''\
-The slab cache and sheaf types that follow need a few shared pieces: the
-Layout rule that the extended kmalloc alignment guarantee allows (the size
-rounded up to a multiple of the alignment), the running kernel's kmalloc
-buckets discovered at run time, the raw gfp_t of a Flags value for slab
-calls with GFP_SLAB_BUG_MASK refused, and an Allocator over kmalloc that
-relies on the guarantee.
+The slab calls wrapped by the following patches take a gfp_t, and the
+slab allocator warns about flags in GFP_SLAB_BUG_MASK and fixes them up.
 
-Add them as kernel::alloc::slab::{layout,buckets,gfp,kmalloc}, with KUnit
-suites under the new CONFIG_RUST_SLAB_KUNIT_TEST.''',
+Add kernel::alloc::slab with its first module, gfp: the raw flags of a
+Flags value for slab calls, with GFP_SLAB_BUG_MASK refused as an error,
+and the CONFIG_RUST_SLAB_KUNIT_TEST option for the module's KUnit
+suites.''',
+    },
+    {
+        'files': ['layout'],
+        'subject': 'rust: alloc: slab: add the kmalloc layout rule',
+        'body': '''\
+Since commit ad59baa31695 ("slab, rust: extend kmalloc() alignment
+guarantees to remove Rust padding"), a Layout needs only its size
+rounded up to a multiple of its alignment for kmalloc() to return a
+suitably aligned object.
+
+Add kernel::alloc::slab::layout with that rule as const functions, for
+the kmalloc Allocator and the caches that follow.''',
+    },
+    {
+        'files': ['buckets'],
+        'subject': 'rust: alloc: slab: discover the kmalloc buckets at run time',
+        'body': '''\
+Which kmalloc caches exist depends on the configuration
+(KMALLOC_MIN_SIZE, the largest cached size) and on the kernel command
+line.
+
+Add kernel::alloc::slab::buckets, which finds the running kernel's
+kmalloc buckets with kmalloc_size_roundup() and checks each against the
+layout rule.''',
+    },
+    {
+        'files': ['kmalloc'],
+        'subject': 'rust: alloc: slab: add an Allocator over kmalloc',
+        'body': '''\
+Add kernel::alloc::slab::kmalloc, an Allocator over kmalloc that relies
+on the extended alignment guarantee through the layout rule, with KUnit
+suites that check every (size, align) pair up to the largest bucket.''',
     },
     {
         'files': ['cache'],
@@ -470,10 +499,11 @@ What the series does not do: the sheaf functions
 API works for built-in users only; a module user needs an mm patch that
 exports them, sent with that user.
 
-The first patch carries kmalloc layouts and bucket discovery that the
-later patches build on; the test of the extended kmalloc alignment
-guarantee itself is sent on its own ("rust: alloc: test Kmalloc alignment
-for sizes that are not powers of two").
+Patches 1-4 add what the caches and sheaves build on: gfp checks, the
+kmalloc layout rule, bucket discovery and an Allocator over kmalloc. The
+test of the extended kmalloc alignment guarantee itself is sent on its
+own ("rust: alloc: test Kmalloc alignment for sizes that are not powers
+of two").
 
 Testing, on 7.3.4: each of the {nsteps} patches builds on its own;
 tools/testing/kunit/kunit.py run --arch=x86_64 with CONFIG_RUST,
