@@ -13,8 +13,9 @@
 #   make rust-analyzer, make fmt, make fmtcheck, make clippy, make checkpatch
 #   make rustdoc    rustdoc HTML of the library in out/rustdoc/ (warnings fail)
 #   make htmldocs   Sphinx HTML of Documentation/ in out/htmldocs/ (warnings fail)
-#   make patches    the in-tree patch series from rust/lib/ in out/patches/$KVER/
+#   make patches    the in-tree patch series in out/patches/$KVER/SERIES/ (SERIES=a,b: some)
 #   make check-intree  the series in a kernel tree, tested by the tree's own kunit.py run
+#   make bench-intree  the kmalloc series' figures: KBox::new() against C, before and after
 #   make clean
 #
 # Test kernel matrix: KVER=7.2 (default) or 7.3; ARCH=x86_64 (default) or arm64.
@@ -30,12 +31,12 @@ endif
 TESTING := tools/testing
 
 .PHONY: all modules run check check-debug bench boots kernel rust-analyzer fmt fmtcheck clippy checkpatch \
-	rustdoc htmldocs patches check-intree clean
+	rustdoc htmldocs patches check-intree bench-intree clean
 
 all: modules
 
 modules run check check-debug bench boots kernel rust-analyzer fmt fmtcheck clippy checkpatch \
-rustdoc htmldocs patches check-intree:
+rustdoc htmldocs patches check-intree bench-intree:
 	@$(TESTING)/rslab.sh $@
 
 clean:

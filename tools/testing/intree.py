@@ -1,22 +1,32 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""rslab as a kernel patch series, generated from the sources that build rslab.ko.
+"""rslab as kernel patch series: small standalone series kept as files, and the slab-cache
+RFC generated from the sources that build rslab.ko.
 
-  intree.py patches --ksrc DIR --cache DIR --out DIR
-      Writes `git format-patch` output (a cover letter and one patch per step) to --out. The
-      library files under rust/lib/ become rust/kernel/alloc/slab{.rs,/} in a git copy of the
-      kernel tree at --ksrc (kept under --cache), one commit per step. The series is then
-      applied with `git am` to a clean branch and must reproduce the same tree.
+  intree.py patches --ksrc DIR --cache DIR --out DIR [--series NAME...]
+      Writes one directory per series to --out (`git format-patch --cover-letter --base`
+      output). Each series is a branch in a git copy of the kernel tree at --ksrc (kept under
+      --cache), started at that copy's one commit (the base-commit); its commits are authored
+      and signed off by the generating user's git identity. Each series is then applied with
+      `git am` to a clean branch and must reproduce the same tree. Prints every patch's size
+      and what the static checks find (sizes, wording, base-commit).
+
+      Series (SERIES below): `align`, one patch that tests the extended kmalloc alignment
+      guarantee in the kernel crate's allocator test (tools/testing/intree/align/); `kmalloc`,
+      one patch that makes the kernel crate's Kmalloc allocate as kmalloc() and free with
+      kfree() (tools/testing/intree/kmalloc/); `slab`, the RFC: the library files under
+      rust/lib/ become rust/kernel/alloc/slab{.rs,/}, one commit per step.
 
   intree.py probe --ksrc DIR --cache DIR --out DIR
       Exit 0 when `check` would find its kernel build cached (for CI's time budget).
 
-  intree.py check --ksrc DIR --cache DIR --out DIR --make-option OPT...
-      `patches`, then checkpatch.pl --strict on every patch, a build of the tree at every step
-      of the series (bisectability), and the tree's own `kunit.py run` with
-      tools/testing/kunit/rslab.kunitconfig at the last step, then `make rustdoc`. Fails unless
-      every new suite ran and passed, the library's documentation examples ran as kernel
-      doctests, and rustdoc has no warning about kernel::alloc::slab.
+  intree.py check --ksrc DIR --cache DIR --out DIR --make-option OPT... [--series NAME...]
+      `patches`, then per series: the static checks (no patch above MAX_CHANGED changed lines,
+      no out-of-tree wording, base-commit and Signed-off-by present), checkpatch.pl --strict on
+      every patch, a build of the tree at every step (each patch builds on its own), the tree's
+      own `kunit.py run` with the series' kunitconfig at the last step; for `align`, the same
+      run on the tree without the guarantee must fail the new case; for `slab`, `make rustdoc`.
+      Fails unless every expected suite ran and passed and nothing else failed.
 
 The transformation from rust/lib/ is mechanical and checked: cfgs that only exist out of tree
 are evaluated (the sheaf API is always there when built in; compat cfgs are probed in the
@@ -26,48 +36,74 @@ stops the generation.
 """
 
 import argparse
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / 'rust/lib'
 KUNITCONFIG = ROOT / 'tools/testing/kunit/rslab.kunitconfig'
+INTREE = ROOT / 'tools/testing/intree'
+# No patch may change more lines than this (insertions + deletions).
+MAX_CHANGED = 400
+# Words that must not appear in a patch or cover letter.
+FORBIDDEN = re.compile(r'rslab|out[- ]of[- ]tree|@localhost', re.I)
 
 KCONFIG_SYMBOL = 'RUST_SLAB_KUNIT_TEST'
 TREE_DIR = 'rust/kernel/alloc/slab'
-AUTHOR = 'rslab developers <rslab@localhost>'
 
 # The steps of the series: the library files each adds, and its commit message.
 STEPS = [
     {
-        'files': ['gfp', 'layout', 'buckets', 'kmalloc'],
-        'kconfig': True,
-        'subject': 'rust: alloc: test the extended kmalloc alignment guarantee',
+        'files': ['gfp'],
+        'subject': 'rust: alloc: slab: add gfp checks for slab calls',
+        'body': '''\
+The slab calls wrapped by the following patches take a gfp_t, and the
+slab allocator warns about flags in GFP_SLAB_BUG_MASK and fixes them up.
+
+Add kernel::alloc::slab with its first module, gfp: the raw flags of a
+Flags value for slab calls, with GFP_SLAB_BUG_MASK refused as an error,
+and the CONFIG_RUST_SLAB_KUNIT_TEST option for the module's KUnit
+suites.''',
+    },
+    {
+        'files': ['layout'],
+        'subject': 'rust: alloc: slab: add the kmalloc layout rule',
         'body': '''\
 Since commit ad59baa31695 ("slab, rust: extend kmalloc() alignment
-guarantees to remove Rust padding"), kmalloc() guarantees more than
-natural alignment for power-of-two sizes: an object is aligned to at least
-the largest power of two that divides its size, so kmalloc-96 objects are
-32-byte aligned and kmalloc-192 objects 64-byte aligned. A Rust Layout then
-needs only its size rounded up to a multiple of its alignment, not to a
-power of two. Nothing tests the guarantee for the sizes that are not powers
-of two: the Rust allocator's test checks 1024 bytes at 128 and 16 KiB at
-8192.
+guarantees to remove Rust padding"), a Layout needs only its size
+rounded up to a multiple of its alignment for kmalloc() to return a
+suitably aligned object.
 
-Add kernel::alloc::slab with the layout rule (layout), the running
-kernel's kmalloc buckets discovered at run time (buckets), the raw gfp_t
-of a Flags value for slab calls, refusing GFP_SLAB_BUG_MASK (gfp), and an
-Allocator over kmalloc that relies on the guarantee (kmalloc). Their KUnit
-suites, under the new CONFIG_RUST_SLAB_KUNIT_TEST, check every bucket the
-running kernel has (kmalloc-96 and kmalloc-192 included, and the
-boot-time minimum alignment) and every (size, align) pair up to the
-largest bucket through the allocator.''',
+Add kernel::alloc::slab::layout with that rule as const functions, for
+the kmalloc Allocator and the caches that follow.''',
+    },
+    {
+        'files': ['buckets'],
+        'subject': 'rust: alloc: slab: discover the kmalloc buckets at run time',
+        'body': '''\
+Which kmalloc caches exist depends on the configuration
+(KMALLOC_MIN_SIZE, the largest cached size) and on the kernel command
+line.
+
+Add kernel::alloc::slab::buckets, which finds the running kernel's
+kmalloc buckets with kmalloc_size_roundup() and checks each against the
+layout rule.''',
+    },
+    {
+        'files': ['kmalloc'],
+        'subject': 'rust: alloc: slab: add an Allocator over kmalloc',
+        'body': '''\
+Add kernel::alloc::slab::kmalloc, an Allocator over kmalloc that relies
+on the extended alignment guarantee through the layout rule, with KUnit
+suites that check every (size, align) pair up to the largest bucket.''',
     },
     {
         'files': ['cache', 'helpers'],
@@ -116,9 +152,7 @@ Add Sheaf, which borrows its cache, and Slot, a claim on one object of a
 sheaf. Claiming checks the reservation outside the critical section; under
 the lock, Slot::alloc() returns a SlabBox with no error to handle and never
 sleeps. The bookkeeping is one counter per sheaf and no atomic operation
-per object: a benchmark of alloc+free through a slot measures 1.011 times
-the instructions of the bare C calls, against 1.208 for a design that
-clones an Arc of the cache into every object. Slot::charge() takes an
+per object. Slot::charge() takes an
 object out early and charges it to the caller's memory cgroup where the
 charge can still fail, since the charge of an object taken from a sheaf
 is forced.''',
@@ -170,10 +204,24 @@ def run(cmd, cwd=None, check=True, env=None, quiet=False):
     return r
 
 
-def git(repo, *args, quiet=True):
-    return run(['git', '-C', str(repo), '-c', 'user.name=rslab developers',
-                '-c', 'user.email=rslab@localhost', '-c', 'advice.detachedHead=false',
-                '-c', 'gc.auto=0', *args], quiet=quiet)
+@functools.lru_cache(maxsize=None)
+def identity():
+    """(name, email) of the user who generates the series: their git identity (git's
+    GIT_AUTHOR_NAME/EMAIL or user.name/email), the author who signs off every patch."""
+    r = run(['git', '-C', str(ROOT), 'var', 'GIT_AUTHOR_IDENT'], check=False, quiet=True)
+    m = re.match(r'^(.*) <([^>]*)> \d+ [+-]\d{4}$', r.stdout.strip()) if r.returncode == 0 \
+        else None
+    if not m or not m.group(1) or not m.group(2) or FORBIDDEN.search(r.stdout):
+        die('no usable git identity: set user.name and user.email (git config), the author and '
+            'Signed-off-by of the series')
+    return m.group(1), m.group(2)
+
+
+def git(repo, *args, quiet=True, env=None):
+    name, email = identity()
+    return run(['git', '-C', str(repo), '-c', f'user.name={name}', '-c', f'user.email={email}',
+                '-c', 'advice.detachedHead=false', '-c', 'gc.auto=0', *args], quiet=quiet,
+               env=env)
 
 
 # --- The transformation ----------------------------------------------------------------------
@@ -370,248 +418,330 @@ def tree_files(step, cfgs, ksrc):
 
 # --- The git tree and the series ---------------------------------------------------------------
 
+def kernel_version(ksrc: Path):
+    """(VERSION.PATCHLEVEL, VERSION.PATCHLEVEL.SUBLEVEL) from the tree's Makefile."""
+    mk = (ksrc / 'Makefile').read_text()
+    v = {k: re.search(rf'^{k} = (\d+)', mk, re.M).group(1)
+         for k in ('VERSION', 'PATCHLEVEL', 'SUBLEVEL')}
+    return f'{v["VERSION"]}.{v["PATCHLEVEL"]}', \
+        f'{v["VERSION"]}.{v["PATCHLEVEL"]}.{v["SUBLEVEL"]}'
+
+
+# The base commit is made with a fixed identity and date from the tree alone, so that the same
+# kernel source gives the same base-commit on every machine.
+BASE_ENV = {'GIT_AUTHOR_NAME': 'Linux source', 'GIT_AUTHOR_EMAIL': 'linux-source@kernel.org',
+            'GIT_COMMITTER_NAME': 'Linux source',
+            'GIT_COMMITTER_EMAIL': 'linux-source@kernel.org',
+            'GIT_AUTHOR_DATE': '2000-01-01T00:00:00Z',
+            'GIT_COMMITTER_DATE': '2000-01-01T00:00:00Z'}
+
+
 def base_tree(ksrc: Path, cache: Path):
-    """A git repository of the pristine kernel source, made once per source version."""
+    """A git repository of the pristine kernel source, made once per source version; tag
+    `base` is its one commit, the series' base-commit."""
     repo = cache / ksrc.name / 'linux'
     stamp = repo / '.git/rslab-base'
-    if stamp.exists():
-        return repo
-    log(f'making a git repository of {ksrc} in {repo} (once per kernel source)')
-    shutil.rmtree(repo.parent, ignore_errors=True)
-    repo.parent.mkdir(parents=True)
-    run(['cp', '-a', str(ksrc), str(repo)])
-    git(repo, 'init', '-q', '-b', 'linux')
-    git(repo, 'add', '-A', '-f', '.')
-    git(repo, 'commit', '-q', '--no-verify', '-m', f'Linux {ksrc.name}')
-    git(repo, 'tag', 'base')
-    stamp.write_text('ok\n')
+    if not stamp.exists():
+        log(f'making a git repository of {ksrc} in {repo} (once per kernel source)')
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        run(['cp', '-a', str(ksrc), str(repo)])
+        git(repo, 'init', '-q', '-b', 'linux')
+        git(repo, 'add', '-A', '-f', '.')
+        git(repo, 'commit', '-q', '--no-verify', '-m', 'base')
+        git(repo, 'tag', 'base')
+        stamp.write_text('ok\n')
+    # The Debian source has no upstream history: the base is a commit of that source in this
+    # repository, made from its tree alone and so the same wherever it is made.
+    _, full = kernel_version(ksrc)
+    msg = f'Linux {full}\n\nThe source of {ksrc.name}, without history.\n'
+    tree = git(repo, 'rev-parse', 'base^{tree}').stdout.strip()
+    env = dict(os.environ, **BASE_ENV)
+    commit = run(['git', '-C', str(repo), 'commit-tree', tree, '-m', msg], env=env,
+                 quiet=True).stdout.strip()
+    if git(repo, 'rev-parse', 'base^{commit}').stdout.strip() != commit:
+        git(repo, 'tag', '-f', 'base', commit)
     return repo
 
 
-def cover_letter(ksrc, nsteps):
-    return f'''rust: alloc: slab caches, sheaves and the extended kmalloc alignment guarantee
+def base_paragraph(ksrc: Path):
+    """The cover letter's statement of what the series is based on."""
+    short, full = kernel_version(ksrc)
+    return textwrap.fill(f'Based on v{short}, made against {full} ({ksrc.name}, as Debian '
+                         f'packages it). That source has no git history, so the base-commit '
+                         f'below is a commit of it in a repository of its own, not an upstream '
+                         f'commit.', width=72)
 
-This series adds kernel::alloc::slab: typed slab caches, an Allocator over
-a static cache, and safe wrappers of the slab sheaf API, plus KUnit tests
-of the extended kmalloc alignment guarantee for the sizes nothing tests
-today (kmalloc-96 and kmalloc-192).
 
-Rust has no slab-cache or sheaf abstraction in the tree yet. The one posted
-series (KMemCache<T>, v4, June 2026) keeps an Arc of the cache in every
-object and every sheaf, so each allocation and each free touches an atomic
-reference count, and its Sheaf::alloc() returns an Option, which leaves the
-guarantee to the caller's unwrap(). Slab maintainers asked for no atomic on
-the fast path; Rust maintainers asked for kmem_cache support under
-rust/kernel/alloc and for a macro that declares one Allocator per static
-cache. This series answers those points with lifetimes instead of
-reference counts:
+def rfc_cover(nsteps):
+    """The RFC series' cover letter: subject line, then the text."""
+    return f'''rust: alloc: slab caches and sheaves
 
-- A SlabBox<'c, T> borrows its KmemCache<T>, so a cache cannot be destroyed
-  while one of its objects lives, and allocating or freeing is one C call.
-- A Sheaf borrows its cache; a Slot is a claim on one object of a sheaf,
-  checked before the lock. Under the lock, Slot::alloc() returns the object
-  directly: there is no error to handle and no Option to unwrap.
-- static_cache_allocator! declares a zero-sized Allocator per static cache.
+This RFC adds kernel::alloc::slab: typed slab caches, an Allocator over a
+static cache, and wrappers of the slab sheaf API. It has no in-tree user
+yet, which is why it is an RFC.
 
-Measured with rslab's benchmark (the out-of-tree module these files come
-from) under QEMU TCG with -icount shift=0,sleep=off, where the guest clock
-counts instructions, per allocation and free, in the same boot:
+The intended first user is the XArray preload of the posted, unmerged
+series with "rust: mm: add abstractions for allocating from a `sheaf`"
+(Andreas Hindborg, v4, June 2026): a sheaf of radix_tree_node_cachep
+nodes is prefilled before the lock is taken, and when xas_store()
+reports -ENOMEM under the lock, a node is taken from the sheaf, set as
+xas.xa_alloc and the store retried, never dropping the lock. Here that
+would be Sheaf::claim() before the lock and Slot::alloc() under it: the
+claim checks the reservation, and the allocation under the lock has no
+failure path. A sheaf borrows its cache instead of holding a reference
+count, so no atomic is touched per object. What this RFC lacks for that
+user: a KmemCache can only be created here, not wrap a cache the C side
+owns such as radix_tree_node_cachep.
 
-                                               instructions   ratio
-  kmem_cache_alloc_from_sheaf() + free, in C          88.82   1.000
-  Slot::alloc() + drop (this series)                  89.82   1.011
-  the same with an Arc of the cache per object       107.31   1.208
-  kmem_cache_alloc() + kmem_cache_free(), in C       132.10   1.487
+What the series does not do: the sheaf functions
+(kmem_cache_prefill_sheaf() and friends) are not exported, so the sheaf
+API works for built-in users only; a module user needs an mm patch that
+exports them, sent with that user.
 
-Counting instructions treats the atomic increment and decrement of the
-Arc like any instruction; in wall-clock time (noisy under TCG) this
-series' fast path takes 0.663 of the Arc-per-object design's.
+Patches 1-4 add what the caches and sheaves build on: gfp checks, the
+kmalloc layout rule, bucket discovery and an Allocator over kmalloc. The
+test of the extended kmalloc alignment guarantee itself is sent on its
+own ("rust: alloc: test Kmalloc alignment for sizes that are not powers
+of two").
 
-Box::new() + drop over this series' kmalloc allocator, which picks the
-kmalloc cache as kmalloc() does for a compile-time size, measures 1.002 to
-1.011 against C's kmalloc() + memset() + kfree() with a compile-time size,
-for 8 to 4096 bytes (the kernel crate's KBox::new(): 1.079 to 1.312), in
-one boot, instructions as above.
-
-What the extended guarantee costs: with slab_debug, kmalloc-96 and
-kmalloc-192 need larger slab objects to stay aligned. Weighted by the live
-kmalloc objects of a test boot it is +0.17% of kmalloc memory on x86_64
-(+0.81% on arm64); without slab_debug it is 0 bytes.
-
-Testing: the series applies to Linux {ksrc.name}; each of the {nsteps}
-patches builds on its own. tools/testing/kunit/kunit.py run --arch=x86_64
-with CONFIG_RUST, CONFIG_KUNIT, CONFIG_{KCONFIG_SYMBOL} and
+Testing, on 7.3.4: each of the {nsteps} patches builds on its own;
+tools/testing/kunit/kunit.py run --arch=x86_64 with CONFIG_RUST,
+CONFIG_KUNIT, CONFIG_RUST_KUNIT_TESTS, CONFIG_{KCONFIG_SYMBOL} and
 CONFIG_RUST_KERNEL_DOCTESTS runs the new suites (rust_slab_*) and the
-documentation examples as kernel doctests; all pass. The same sources also
-build as an out-of-tree module and pass there on 7.2, 7.3 and arm64,
-under KASAN, lockdep and kmemleak, and with failslab.
+documentation examples as kernel doctests under QEMU; all pass.
 
-This series was generated by a script from the out-of-tree module's
-sources. It carries no Signed-off-by: whoever sends it must add theirs (and
-take authorship) after reviewing it. checkpatch.pl --strict reports
-nothing else for any patch; FILE_PATH_CHANGES is ignored (MAINTAINERS
-already covers rust/kernel/alloc/ under RUST [ALLOC]), and so is
-UNKNOWN_COMMIT_ID, which needs the upstream history to look up the
-commit that patch 1 cites.
+{{base}}
 '''
 
 
-def make_series(ksrc: Path, cache: Path, out: Path):
-    cfgs = probe_cfgs(ksrc)
-    log(f'{ksrc.name}: cfgs evaluated as {cfgs}')
+# The series. `dir`: a series kept as files (cover.txt: subject line, then the text;
+# NNNN-*.patch: the commit message, a line `---`, the diff); `steps`: generated from rust/lib/.
+# `suites`: the KUnit suites that must run and pass (None: every rust_slab_* suite of the
+# included files); `mutation`: a change to the tree under which the named cases must fail.
+SERIES = [
+    {
+        'name': 'align',
+        'dir': INTREE / 'align',
+        'kunitconfig': INTREE / 'align/kunitconfig',
+        'kernel_args': ['slab_debug'],
+        'suites': ['rust_allocator', 'rust_kvec'],
+        'mutation': {
+            'diff': INTREE / 'align/before-ad59baa31695.diff',
+            'what': 'create_boot_cache() as before ad59baa31695',
+            'suite': 'rust_allocator',
+            'fail': ['test_alignment_not_power_of_two'],
+            'pass': ['test_alignment'],
+        },
+    },
+    {
+        'name': 'kmalloc',
+        'dir': INTREE / 'kmalloc',
+        'kunitconfig': INTREE / 'kmalloc/kunitconfig',
+        'suites': ['rust_allocator', 'rust_kvec'],
+    },
+    {
+        'name': 'slab',
+        'prefix': 'RFC PATCH',
+        'steps': STEPS,
+        'kunitconfig': KUNITCONFIG,
+        'suites': None,
+        'doctests': 'alloc_slab',
+        'rustdoc': 'alloc/slab',
+    },
+]
+
+
+def series_by_name(names):
+    if not names:
+        return SERIES
+    known = {s['name']: s for s in SERIES}
+    for n in names:
+        if n not in known:
+            die(f'no series {n} (known: {", ".join(known)})')
+    return [known[n] for n in names]
+
+
+def expected_suites(series):
+    if series['suites'] is not None:
+        return set(series['suites'])
+    expected = set()
+    for f in LIB.glob('*.rs'):
+        for m in re.finditer(r'kunit_tests\(rslab_(\w+)\)', f.read_text()):
+            if any(f.stem in s['files'] for s in series['steps']):
+                expected.add(f'rust_slab_{m.group(1)}')
+    return expected
+
+
+def split_patch(path: Path):
+    """(message, diff) of a patch kept as a file."""
+    msg, sep, diff = path.read_text().partition('\n---\n')
+    if not sep or not diff.startswith('diff --git'):
+        die(f'{path}: expected the commit message, a line "---", then the diff')
+    return msg.strip('\n') + '\n', diff
+
+
+def git_apply(repo: Path, diff: str, *args):
+    return subprocess.run(['git', '-C', str(repo), 'apply', *args], input=diff, text=True,
+                          capture_output=True)
+
+
+def make_series(series, ksrc: Path, cache: Path, out: Path):
+    """Commits the series on branch `name` from `base` and writes it with format-patch to
+    `out`; returns (repo, commits, patches)."""
+    name = series['name']
     repo = base_tree(ksrc, cache)
-    git(repo, 'checkout', '-q', '-f', '-B', 'rslab', 'base')
+    git(repo, 'checkout', '-q', '-f', '-B', name, 'base')
     git(repo, 'clean', '-q', '-fdx')
     commits = []
-    for n, step in enumerate(STEPS):
-        changed = tree_files(n, cfgs, ksrc)
-        for path, text in changed.items():
-            p = repo / path
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-        git(repo, 'add', '-f', '--', *changed)
-        msg = step['subject'] + '\n\n' + step['body'] + '\n'
-        git(repo, 'commit', '-q', '--no-verify', f'--author={AUTHOR}', '-m', msg)
-        commits.append(git(repo, 'rev-parse', 'HEAD').stdout.strip())
+    if 'dir' in series:
+        for p in sorted(series['dir'].glob('[0-9][0-9][0-9][0-9]-*.patch')):
+            msg, diff = split_patch(p)
+            r = git_apply(repo, diff, '--index')
+            if r.returncode != 0:
+                die(f'{p.name} does not apply to {ksrc.name}: {r.stderr.strip()}')
+            git(repo, 'commit', '-q', '-s', '--no-verify', '-m', msg)
+            commits.append(git(repo, 'rev-parse', 'HEAD').stdout.strip())
+        subject, blurb = (series['dir'] / 'cover.txt').read_text().split('\n', 1)
+    else:
+        cfgs = probe_cfgs(ksrc)
+        log(f'{ksrc.name}: cfgs evaluated as {cfgs}')
+        for n, step in enumerate(series['steps']):
+            changed = tree_files(n, cfgs, ksrc)
+            for path, text in changed.items():
+                p = repo / path
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(text)
+            git(repo, 'add', '-f', '--', *changed)
+            msg = step['subject'] + '\n\n' + step['body'] + '\n'
+            git(repo, 'commit', '-q', '-s', '--no-verify', '-m', msg)
+            commits.append(git(repo, 'rev-parse', 'HEAD').stdout.strip())
+        subject, blurb = rfc_cover(len(series['steps'])).split('\n', 1)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    git(repo, 'format-patch', '-q', '--cover-letter', '--no-signature', '-o', str(out),
-        'base..rslab')
+    prefix = series.get('prefix', 'PATCH')
+    git(repo, 'format-patch', '-q', '--cover-letter', '--no-signature', '--base=base',
+        f'--subject-prefix={prefix}', '-o', str(out), f'base..{name}')
+    blurb = blurb.replace('{base}', base_paragraph(ksrc))
     cover = next(out.glob('0000-*.patch'))
-    subject, blurb = cover_letter(ksrc, len(STEPS)).split('\n', 1)
     text = cover.read_text()
     text = text.replace('*** SUBJECT HERE ***', subject).replace('*** BLURB HERE ***',
                                                                    blurb.strip('\n'))
     cover.write_text(text)
     patches = sorted(p for p in out.glob('*.patch') if not p.name.startswith('0000-'))
     # The series must apply to a clean tree and give exactly the same result.
-    git(repo, 'checkout', '-q', '-f', '-B', 'rslab-am', 'base')
-    r = git(repo, 'am', '-q', '--committer-date-is-author-date', *map(str, patches))
-    if git(repo, 'rev-parse', 'rslab-am^{tree}').stdout != git(repo, 'rev-parse',
-                                                                'rslab^{tree}').stdout:
-        die('git am of the series does not reproduce the generated tree')
-    git(repo, 'checkout', '-q', '-f', 'rslab')
-    log(f'{len(patches)} patches and a cover letter in {out}; git am applies them to a clean '
-        f'{ksrc.name} tree')
+    git(repo, 'checkout', '-q', '-f', '-B', f'{name}-am', 'base')
+    git(repo, 'am', '-q', '--committer-date-is-author-date', *map(str, patches))
+    if git(repo, 'rev-parse', f'{name}-am^{{tree}}').stdout != \
+            git(repo, 'rev-parse', f'{name}^{{tree}}').stdout:
+        die(f'{name}: git am of the series does not reproduce the generated tree')
+    git(repo, 'checkout', '-q', '-f', name)
+    log(f'{name}: {len(patches)} patches and a cover letter in {out}; git am applies them to a '
+        f'clean {ksrc.name} tree')
     return repo, commits, patches
+
+
+def static_checks(series, repo: Path, commits, patches, out: Path):
+    """Sizes, wording, base-commit and sign-off; returns (problems, rows), rows being
+    (patch file, lines, changed lines)."""
+    problems, rows = [], []
+    name, email = identity()
+    cover = next(out.glob('0000-*.patch'))
+    for p in [cover, *patches]:
+        for n, l in enumerate(p.read_text().split('\n'), 1):
+            if FORBIDDEN.search(l):
+                problems.append(f'{p.name}:{n}: out-of-tree wording: {l.strip()[:80]}')
+    if not re.search(r'^base-commit: [0-9a-f]{40}$', cover.read_text(), re.M):
+        problems.append(f'{cover.name}: no base-commit')
+    for c, p in zip(commits, patches):
+        stat = git(repo, 'diff', '--shortstat', f'{c}^', c).stdout
+        changed = sum(int(x) for x in re.findall(r'(\d+) (?:insertion|deletion)', stat))
+        text = p.read_text()
+        rows.append((p.name, len(text.split('\n')) - 1, changed))
+        if changed > MAX_CHANGED:
+            problems.append(f'{p.name}: {changed} changed lines (at most {MAX_CHANGED})')
+        author = git(repo, 'log', '-1', '--format=%an <%ae>', c).stdout.strip()
+        if f'Signed-off-by: {name} <{email}>' not in text or author != f'{name} <{email}>':
+            problems.append(f'{p.name}: not authored and signed off by {name} <{email}>')
+    log(f'{series["name"]} [{series.get("prefix", "PATCH")}]: ' + ', '.join(
+        f'{p} {n} lines ({c} changed)' for p, n, c in rows))
+    return problems, rows
+
+
+def make_all(ksrc: Path, cache: Path, out: Path, names):
+    """Every selected series; returns [(series, repo, commits, patches, problems)]."""
+    made = []
+    for series in series_by_name(names):
+        o = out / series['name']
+        repo, commits, patches = make_series(series, ksrc, cache, o)
+        problems, _ = static_checks(series, repo, commits, patches, o)
+        for p in problems:
+            log(f'{series["name"]}: {p}')
+        made.append((series, repo, commits, patches, problems))
+    return made
 
 
 # --- The checks ------------------------------------------------------------------------------
 
 def checkpatch(repo: Path, patches):
-    ignore = 'FILE_PATH_CHANGES,MISSING_SIGN_OFF,UNKNOWN_COMMIT_ID'
+    ignore = 'FILE_PATH_CHANGES,UNKNOWN_COMMIT_ID'
     bad = 0
     for p in patches:
         r = run(['perl', str(repo / 'scripts/checkpatch.pl'), '--strict', '--no-tree',
                  f'--ignore={ignore}', str(p)], check=False, quiet=True)
         last = [l for l in r.stdout.splitlines() if l.startswith('total:')]
         log(f'checkpatch --strict {p.name}: {last[-1] if last else r.stdout.strip()[-200:]}')
-        if r.returncode != 0 or not last or not last[-1].startswith('total: 0 errors, 0 warnings, 0 checks'):
+        if r.returncode != 0 or not last or \
+                not last[-1].startswith('total: 0 errors, 0 warnings, 0 checks'):
             bad += 1
             print(r.stdout)
-    log(f'checkpatch ignores {ignore}: the sender adds the Signed-off-by, MAINTAINERS '
-        f'already covers rust/kernel/alloc/, and the generated tree has no upstream history to '
-        f'find the commit cited in patch 1 in')
+    log(f'checkpatch ignores {ignore}: MAINTAINERS already covers rust/kernel/alloc/, and the '
+        f'generated tree has no upstream history to find the commits cited in')
     return bad
 
 
-def kunit(repo: Path, build: Path, make_opts, jobs, args):
+def kunit(repo: Path, build: Path, kunitconfig: Path, make_opts, jobs, args):
     cmd = [sys.executable, str(repo / 'tools/testing/kunit/kunit.py'), *args,
-           '--arch=x86_64', f'--build_dir={build}', f'--kunitconfig={KUNITCONFIG}',
+           '--arch=x86_64', f'--build_dir={build}', f'--kunitconfig={kunitconfig}',
            f'--jobs={jobs}']
     for o in make_opts:
         cmd.append(f'--make_options={o}')
     return cmd
 
 
-def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
-    repo, commits, patches = make_series(ksrc, cache, out / 'patches')
-    problems = []
-    bad = checkpatch(repo, patches)
-    if bad:
-        problems.append(f'checkpatch --strict complains about {bad} patches')
-    build = cache / ksrc.name / 'build'
-    build.mkdir(parents=True, exist_ok=True)
-    timings = []
-    for n, c in enumerate(commits, 1):
-        git(repo, 'checkout', '-q', '-f', c)
-        start = time.monotonic()
-        log(f'building patch {n}/{len(commits)} ({STEPS[n - 1]["subject"]})')
-        r = run(kunit(repo, build, make_opts, jobs, ['build']), cwd=repo, check=False,
-                quiet=True)
-        took = time.monotonic() - start
-        timings.append(took)
-        (out / f'build-{n}.log').write_text(r.stdout)
-        warnings = [b for b in re.split(r'\n(?=warning|error)', r.stdout)
-                    if re.match(r'warning', b) and 'alloc/slab' in b]
-        log(f'patch {n}: build {"ok" if r.returncode == 0 else "FAILED"} in {took:.0f} s, '
-            f'{len(warnings)} warnings in kernel::alloc::slab')
-        for w in warnings[:3]:
-            print(w)
-        if warnings:
-            problems.append(f'patch {n} builds with warnings in kernel::alloc::slab '
-                            f'(see {out}/build-{n}.log)')
-        if r.returncode != 0:
-            problems.append(f'patch {n} does not build (see {out}/build-{n}.log)')
-            print(r.stdout[-4000:])
-            break
-    if not problems:
-        start = time.monotonic()
-        js = out / 'kunit.json'
-        cmd = kunit(repo, build, make_opts, jobs, ['run', '--timeout=1800', f'--json={js}'])
-        if Path('/dev/kvm').exists() and not os.environ.get('RSLAB_KVM'):
-            # kunit.py asks QEMU for KVM first and TCG last. Where /dev/kvm exists but does not
-            # work (nested virtualisation here), QEMU takes KVM and the guest never runs; hide
-            # /dev/kvm in a mount namespace of its own so that QEMU falls back to TCG, as the
-            # runner's boots do. RSLAB_KVM=1 keeps KVM.
-            cmd = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
-                   'mount --bind /dev/null /dev/kvm && exec "$@"', 'sh', *cmd]
-            log('kunit.py run under TCG (/dev/kvm hidden from QEMU)')
-        r = run(cmd, cwd=repo, check=False, quiet=True)
-        (out / 'kunit.log').write_text(r.stdout)
-        summary = [l for l in r.stdout.splitlines() if re.search(
-            r'Testing complete|Ran \d+ tests|Totals|=+ \[(PASSED|FAILED|SKIPPED|CRASHED)\] '
-            r'(rust_slab|rust_doctests)', l)]
-        print('\n'.join(summary))
-        log(f'kunit.py run: exit {r.returncode} in {time.monotonic() - start:.0f} s')
-        found, counts = judge(js, r.returncode)
-        problems += found
-        problems += rustdoc(repo, build, make_opts, jobs, out)
-        # For CI's totals: the new suites' cases and the library's doctests.
-        (out / 'totals').write_text(f'{counts[0]} {counts[1]} 0\n')
-    git(repo, 'checkout', '-q', '-f', 'rslab')
-    return problems, timings
-
-
-def rustdoc(repo: Path, build: Path, make_opts, jobs, out: Path):
-    """The kernel's `make rustdoc` with the series applied: no warning may point into
-    kernel::alloc::slab."""
+def kunit_run(repo, build, series, make_opts, jobs, out: Path, tag, extra=()):
+    """`kunit.py run` of the tree as checked out; returns (exit code, JSON path)."""
     start = time.monotonic()
-    r = run(['make', '-C', str(repo), f'O={build}', 'ARCH=x86_64', f'-j{jobs}', *make_opts,
-             'rustdoc'], check=False, quiet=True)
-    (out / 'rustdoc.log').write_text(r.stdout)
-    blocks = re.split(r'\n(?=warning|error)', r.stdout)
-    ours = [b for b in blocks if re.match(r'(warning|error)', b) and 'alloc/slab' in b]
-    total = sum(1 for b in blocks if re.match(r'warning', b))
-    log(f'make rustdoc: exit {r.returncode} in {time.monotonic() - start:.0f} s, '
-        f'{total} warnings in all, {len(ours)} in kernel::alloc::slab')
-    problems = [f'rustdoc: {b.splitlines()[0]} ({out}/rustdoc.log)' for b in ours[:5]]
-    if r.returncode != 0:
-        problems.append(f'make rustdoc failed ({out}/rustdoc.log)')
-    return problems
+    js = out / f'kunit{tag}.json'
+    cmd = kunit(repo, build, series['kunitconfig'], make_opts, jobs,
+                ['run', '--timeout=1800', f'--json={js}',
+                 *[f'--kernel_args={a}' for a in series.get('kernel_args', [])], *extra])
+    if Path('/dev/kvm').exists() and not os.environ.get('RSLAB_KVM'):
+        # kunit.py asks QEMU for KVM first and TCG last. Where /dev/kvm exists but does not
+        # work (nested virtualisation here), QEMU takes KVM and the guest never runs; hide
+        # /dev/kvm in a mount namespace of its own so that QEMU falls back to TCG, as the
+        # runner's boots do. RSLAB_KVM=1 keeps KVM.
+        cmd = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+               'mount --bind /dev/null /dev/kvm && exec "$@"', 'sh', *cmd]
+        log('kunit.py run under TCG (/dev/kvm hidden from QEMU)')
+    r = run(cmd, cwd=repo, check=False, quiet=True)
+    (out / f'kunit{tag}.log').write_text(r.stdout)
+    summary = [l for l in r.stdout.splitlines() if re.search(
+        r'Testing complete|Ran \d+ tests|Totals|ASSERTION|Expected|=+ \[(PASSED|FAILED|SKIPPED|'
+        r'CRASHED)\] (rust_slab|rust_alloc|rust_kvec|rust_doctests)|\[(PASSED|FAILED)\] test_',
+        l)]
+    print('\n'.join(summary))
+    log(f'kunit.py run{tag}: exit {r.returncode} in {time.monotonic() - start:.0f} s '
+        f'({out}/kunit{tag}.log)')
+    return r.returncode, js
 
 
-def judge(js: Path, rc):
-    """Problems with the kunit.py run, and (passed, failed) of the new suites' cases and the
-    library's doctests."""
-    problems = []
-    counts = [0, 0]
-    if rc != 0:
-        problems.append(f'kunit.py run exited {rc}')
+def suites_of(js: Path):
+    """{suite: [case]} from kunit.py's JSON, or None."""
     try:
         result = json.loads(js.read_text())
-    except (OSError, ValueError) as e:
-        return problems + [f'no kunit.py JSON: {e}'], (0, 1)
+    except (OSError, ValueError):
+        return None
     suites = {}
 
     # kunit.py's JSON: groups ({"name", "sub_groups", "test_cases": [{"name", "status"}]}),
@@ -621,14 +751,120 @@ def judge(js: Path, rc):
             suites[sub['name']] = sub.get('test_cases', [])
             walk(sub)
     walk(result)
-    ours = {n: c for n, c in suites.items() if n.startswith('rust_slab_')}
-    expected = set()
-    for f in LIB.glob('*.rs'):
-        for m in re.finditer(r'kunit_tests\(rslab_(\w+)\)', f.read_text()):
-            if any(f.stem in s['files'] for s in STEPS):
-                expected.add(f'rust_slab_{m.group(1)}')
-    for s in sorted(expected):
-        cases = ours.get(s)
+    return suites
+
+
+def check_series(series, repo, commits, patches, static, build, make_opts, jobs, out: Path):
+    """Returns (problems, build times, (passed, failed))."""
+    problems = list(static)
+    name = series['name']
+    bad = checkpatch(repo, patches)
+    if bad:
+        problems.append(f'checkpatch --strict complains about {bad} patches')
+    timings = []
+    built = True
+    # The kernel doctests extracted for another series' tree must not be built into this one:
+    # regenerate them from this tree.
+    for stale in [build / 'rust/test/doctests', *build.glob('rust/doctests_kernel_generated*')]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    for n, c in enumerate(commits, 1):
+        git(repo, 'checkout', '-q', '-f', c)
+        start = time.monotonic()
+        log(f'{name}: building patch {n}/{len(commits)} ({patches[n - 1].name})')
+        r = run(kunit(repo, build, series['kunitconfig'], make_opts, jobs, ['build']),
+                cwd=repo, check=False, quiet=True)
+        took = time.monotonic() - start
+        timings.append(took)
+        (out / f'build-{n}.log').write_text(r.stdout)
+        touched = git(repo, 'diff', '--name-only', f'{c}^', c).stdout.split()
+        warnings = [b for b in re.split(r'\n(?=warning|error)', r.stdout)
+                    if re.match(r'warning', b) and any(t in b for t in touched)]
+        log(f'{name}: patch {n}: build {"ok" if r.returncode == 0 else "FAILED"} in '
+            f'{took:.0f} s, {len(warnings)} warnings in the files it touches')
+        for w in warnings[:3]:
+            print(w)
+        if warnings:
+            problems.append(f'patch {n} builds with warnings (see {out}/build-{n}.log)')
+        if r.returncode != 0:
+            problems.append(f'patch {n} does not build (see {out}/build-{n}.log)')
+            print(r.stdout[-4000:])
+            built = False
+            break
+    counts = (0, 1)
+    if built:
+        rc, js = kunit_run(repo, build, series, make_opts, jobs, out, '')
+        found, counts = judge(series, js, rc)
+        problems += found
+        if series.get('mutation'):
+            problems += mutation(series, repo, build, make_opts, jobs, out)
+        if series.get('rustdoc'):
+            problems += rustdoc(repo, build, make_opts, jobs, out, series['rustdoc'])
+    git(repo, 'checkout', '-q', '-f', name)
+    return problems, timings, counts
+
+
+def mutation(series, repo, build, make_opts, jobs, out: Path):
+    """The same run on the tree without what the series tests: the named cases must fail and
+    the others pass."""
+    m = series['mutation']
+    r = git_apply(repo, m['diff'].read_text())
+    if r.returncode != 0:
+        return [f'{m["diff"].name} does not apply: {r.stderr.strip()}']
+    log(f'{series["name"]}: the same run with {m["what"]} ({m["diff"].name})')
+    try:
+        rc, js = kunit_run(repo, build, series, make_opts, jobs, out, '-mutated', [m['suite']])
+    finally:
+        git(repo, 'checkout', '-q', '-f', '--', '.')
+    suites = suites_of(js) or {}
+    status = {c['name']: c.get('status') for c in suites.get(m['suite'], [])}
+    problems = []
+    for case in m['fail']:
+        if status.get(case) != 'FAIL':
+            problems.append(f'{m["suite"]}.{case} did not fail with {m["what"]} '
+                            f'({status.get(case)})')
+    for case in m['pass']:
+        if status.get(case) != 'PASS':
+            problems.append(f'{m["suite"]}.{case} did not pass with {m["what"]} '
+                            f'({status.get(case)})')
+    if not problems:
+        log(f'{series["name"]}: with {m["what"]}: ' +
+            ', '.join(f'{c} {s}' for c, s in status.items()) + ', as expected')
+    return problems
+
+
+def rustdoc(repo: Path, build: Path, make_opts, jobs, out: Path, where):
+    """The kernel's `make rustdoc` with the series applied: no warning may point into
+    `where`."""
+    start = time.monotonic()
+    r = run(['make', '-C', str(repo), f'O={build}', 'ARCH=x86_64', f'-j{jobs}', *make_opts,
+             'rustdoc'], check=False, quiet=True)
+    (out / 'rustdoc.log').write_text(r.stdout)
+    blocks = re.split(r'\n(?=warning|error)', r.stdout)
+    ours = [b for b in blocks if re.match(r'(warning|error)', b) and where in b]
+    total = sum(1 for b in blocks if re.match(r'warning', b))
+    log(f'make rustdoc: exit {r.returncode} in {time.monotonic() - start:.0f} s, '
+        f'{total} warnings in all, {len(ours)} in {where}')
+    problems = [f'rustdoc: {b.splitlines()[0]} ({out}/rustdoc.log)' for b in ours[:5]]
+    if r.returncode != 0:
+        problems.append(f'make rustdoc failed ({out}/rustdoc.log)')
+    return problems
+
+
+def judge(series, js: Path, rc):
+    """Problems with the kunit.py run, and (passed, failed) of the expected suites' cases and
+    the series' doctests."""
+    problems = []
+    counts = [0, 0]
+    if rc != 0:
+        problems.append(f'kunit.py run exited {rc}')
+    suites = suites_of(js)
+    if suites is None:
+        return problems + [f'no kunit.py JSON ({js})'], (0, 1)
+    for s in sorted(expected_suites(series)):
+        cases = suites.get(s)
         if not cases:
             problems.append(f'suite {s} did not run')
             continue
@@ -638,16 +874,17 @@ def judge(js: Path, rc):
         counts[1] += len(failed)
         if failed:
             problems.append(f'{s}: {", ".join(failed)} did not pass')
-    doc = [c for n, cs in suites.items() if 'doctest' in n for c in cs
-           if 'alloc_slab' in c['name']]
-    doc_failed = [c['name'] for c in doc if c.get('status') != 'PASS']
-    log(f'kernel doctests of kernel::alloc::slab: {len(doc)} run, '
-        f'{len(doc) - len(doc_failed)} passed')
-    counts[0] += len(doc) - len(doc_failed)
-    counts[1] += len(doc_failed)
-    if not doc:
-        problems.append('the library\'s documentation examples did not run as kernel doctests')
-    problems += [f'doctest {d} did not pass' for d in doc_failed]
+    if series.get('doctests'):
+        doc = [c for n, cs in suites.items() if 'doctest' in n for c in cs
+               if series['doctests'] in c['name']]
+        doc_failed = [c['name'] for c in doc if c.get('status') != 'PASS']
+        log(f'kernel doctests matching {series["doctests"]}: {len(doc)} run, '
+            f'{len(doc) - len(doc_failed)} passed')
+        counts[0] += len(doc) - len(doc_failed)
+        counts[1] += len(doc_failed)
+        if not doc:
+            problems.append('the documentation examples did not run as kernel doctests')
+        problems += [f'doctest {d} did not pass' for d in doc_failed]
     others = [(n, c['name']) for n, cs in suites.items() for c in cs
               if c.get('status') not in ('PASS',)]
     if others and not problems:
@@ -657,19 +894,87 @@ def judge(js: Path, rc):
     return problems, tuple(counts)
 
 
+def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs, names):
+    build = cache / ksrc.name / 'build'
+    build.mkdir(parents=True, exist_ok=True)
+    results = []
+    shutil.rmtree(out, ignore_errors=True)
+    for series, repo, commits, patches, static in make_all(ksrc, cache, out / 'patches',
+                                                           names):
+        o = out / series['name']
+        o.mkdir(parents=True)
+        start = time.monotonic()
+        problems, timings, counts = check_series(series, repo, commits, patches, static, build,
+                                                 make_opts, jobs, o)
+        # For CI's totals: the expected suites' cases and the series' doctests.
+        (o / 'totals').write_text(f'{counts[0]} {counts[1]} 0\n')
+        results.append((series['name'], problems, timings, time.monotonic() - start))
+    return results
+
+
+def bench(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
+    """Instructions per allocation + zeroing + free of C's kmalloc() and the kernel crate's
+    KBox::new(), before and after the kmalloc series, each in one boot under QEMU -icount
+    (tools/testing/intree/kmalloc/bench.{rs,c}, added to the tree for the measurement only)."""
+    series = series_by_name(['kmalloc'])[0]
+    repo, commits, patches, = make_series(series, ksrc, cache, out / 'patches')
+    build = cache / ksrc.name / 'build'
+    d = series['dir']
+    rows = {}
+    for label, ref in (('before', 'base'), ('after', series['name'])):
+        git(repo, 'checkout', '-q', '-f', ref)
+        for path, add in (('rust/kernel/alloc/allocator.rs', 'bench.rs'),
+                          ('rust/helpers/slab.c', 'bench.c')):
+            with open(repo / path, 'a') as f:
+                f.write((d / add).read_text())
+        try:
+            rc, js = kunit_run(repo, build, series, make_opts, jobs, out, f'-bench-{label}',
+                               ['--qemu_args=-icount shift=0,sleep=off', '--raw_output=all',
+                                'rust_kmalloc_bench'])
+        finally:
+            git(repo, 'checkout', '-q', '-f', '--', '.')
+        text = (out / f'kunit-bench-{label}.log').read_text()
+        found = re.findall(r'bench: (\w+) (\d+) ([\d.]+) ([\d.]+)', text)
+        if rc != 0 or not found:
+            die(f'the benchmark did not run {label} the series ({out}/kunit-bench-{label}.log)')
+        for what, size, med, low in found:
+            rows.setdefault(int(size), {})[f'{what}' if what != 'kbox' else f'kbox_{label}'] = \
+                {'median': float(med), 'min': float(low)}
+    git(repo, 'checkout', '-q', '-f', series['name'])
+    (out / 'bench.json').write_text(json.dumps(rows, indent=1, sort_keys=True) + '\n')
+    print('instructions per kmalloc + memset + kfree, median of 21 rounds of 20,000, '
+          'ratio to C with a compile-time size')
+    print(f'{"size":>6} {"C const":>9} {"C var":>15} {"KBox before":>17} {"KBox after":>17}')
+    for size in sorted(rows):
+        r = rows[size]
+        c = r['c_const']['median']
+        cells = [f'{r[k]["median"]:9.2f} {r[k]["median"] / c:5.3f}'
+                 for k in ('c_var', 'kbox_before', 'kbox_after')]
+        print(f'{size:>6} {c:9.2f} ' + ' '.join(f'{x:>17}' for x in cells))
+    log(f'benchmark in {out}/bench.json')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('command', choices=('patches', 'check', 'probe'))
+    ap.add_argument('command', choices=('patches', 'check', 'probe', 'bench'))
     ap.add_argument('--ksrc', type=Path, required=True)
     ap.add_argument('--cache', type=Path, required=True)
     ap.add_argument('--out', type=Path, required=True)
+    ap.add_argument('--series', action='append', default=[],
+                    help='only this series (repeatable, or comma-separated; default: all)')
     ap.add_argument('--make-option', action='append', default=[])
     ap.add_argument('--jobs', type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     args.out = args.out.resolve()
+    names = [n for s in args.series for n in s.split(',') if n]
     if args.command == 'patches':
-        make_series(args.ksrc, args.cache, args.out)
+        shutil.rmtree(args.out, ignore_errors=True)
+        made = make_all(args.ksrc, args.cache, args.out, names)
+        # What the static checks find fails `check`; here it is reported only.
+        for m in made:
+            log(f'{m[0]["name"]}: {len(m[4])} problems for check-intree' if m[4] else
+                f'{m[0]["name"]}: sizes, wording, base-commit and sign-off as required')
         return 0
     if args.command == 'probe':
         # Cached: the tree and a kernel built by an earlier check (later builds are
@@ -677,15 +982,23 @@ def main():
         built = (args.cache / args.ksrc.name / 'build/vmlinux').exists()
         log(f'{args.ksrc.name}: in-tree build {"cached" if built else "not cached"}')
         return 0 if built else 1
+    if args.command == 'bench':
+        bench(args.ksrc, args.cache, args.out, args.make_option, args.jobs)
+        return 0
     start = time.monotonic()
-    problems, timings = check(args.ksrc, args.cache, args.out, args.make_option, args.jobs)
-    log('builds per patch: ' + ', '.join(f'{n}: {t:.0f} s' for n, t in enumerate(timings, 1)))
+    results = check(args.ksrc, args.cache, args.out, args.make_option, args.jobs, names)
+    failed = False
+    for name, problems, timings, took in results:
+        log(f'{name}: builds per patch: ' +
+            ', '.join(f'{n}: {t:.0f} s' for n, t in enumerate(timings, 1)) +
+            f'; {took:.0f} s in all')
+        for p in problems:
+            log(f'{name}: FAILED: {p}')
+        failed |= bool(problems)
+        if not problems:
+            log(f'{name}: PASSED')
     log(f'check-intree took {time.monotonic() - start:.0f} s')
-    for p in problems:
-        log(f'FAILED: {p}')
-    if not problems:
-        log('PASSED')
-    return 1 if problems else 0
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

@@ -20,10 +20,14 @@
 #   rslab.sh checkpatch          the kernel's checkpatch.pl on our patches and sources
 #   rslab.sh rustdoc             rustdoc for the module crate and its library; warnings fail
 #   rslab.sh htmldocs            Sphinx HTML of Documentation/; warnings fail
-#   rslab.sh patches             the in-tree patch series for KVER's kernel, from rust/lib/,
-#                                in out/patches/KVER/ (git format-patch; git am checked)
-#   rslab.sh check-intree        patches, checkpatch --strict, a build per patch, and the
-#                                tree's own kunit.py run (x86_64); --probe: cached or not
+#   rslab.sh patches             the in-tree patch series for KVER's kernel (align, kmalloc:
+#                                kept in tools/testing/intree/; slab: the RFC, from rust/lib/),
+#                                in out/patches/KVER/SERIES/ (git format-patch; git am checked)
+#   rslab.sh check-intree        patches, their sizes and wording, checkpatch --strict, a build
+#                                per patch, and the tree's own kunit.py run (x86_64) per
+#                                series; SERIES=a,b for some only; --probe: cached or not
+#   rslab.sh bench-intree        instructions of the kernel crate's KBox::new() against C's
+#                                kmalloc(), before and after the kmalloc series (QEMU -icount)
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
@@ -384,9 +388,10 @@ htmldocs)
 		"$OUT/htmldocs" || die "htmldocs: Sphinx reported problems"
 	log "htmldocs: no warnings; $OUT/htmldocs/index.html"
 	;;
-patches | check-intree)
+patches | check-intree | bench-intree)
 	import_env '^[A-Z_]+=' "$here/setup.sh"
 	intree=(python3 "$here/intree.py" --ksrc "$KSRC" --cache "${RSLAB_CACHE:-${HOME:-/root}/.cache/rslab}/intree")
+	[ -z "${SERIES:-}" ] || intree+=(--series "$SERIES")
 	if [ "$cmd" = patches ]; then
 		"${intree[@]}" patches --out "$OUT/patches/${KVER:-7.2}" || die "make patches failed"
 		exit 0
@@ -396,9 +401,11 @@ patches | check-intree)
 		exec "${intree[@]}" probe --out "$OUT/intree/${KVER:-7.2}"
 	fi
 	export LIBCLANG_PATH
-	"${intree[@]}" check --out "$OUT/intree/${KVER:-7.2}" --jobs $(($(nproc) + 1)) \
+	sub=check out=$OUT/intree/${KVER:-7.2}
+	[ "$cmd" = check-intree ] || sub=bench out=$OUT/intree-bench/${KVER:-7.2}
+	"${intree[@]}" $sub --out "$out" --jobs $(($(nproc) + 1)) \
 		--make-option LLVM="${LLVM:--19}" --make-option RUST_LIB_SRC="$RUST_LIB_SRC" \
-		--make-option BINDGEN="$BINDGEN" || die "check-intree failed"
+		--make-option BINDGEN="$BINDGEN" || die "$cmd failed"
 	;;
 *)
 	sed -n '4,35p' "$0" | sed 's/^# \{0,1\}//' >&2
