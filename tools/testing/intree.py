@@ -116,8 +116,14 @@ and, for the sheaf API, a cache to prefill from.
 Add KmemCache<T>, a cache for objects of type T, and SlabBox<'c, T>, an
 owned object that borrows its cache. The borrow makes it a compile error
 to destroy a cache while one of its objects is alive, with no reference
-count to touch on allocation or free: the fast path is one call to
-kmem_cache_alloc() and one to kmem_cache_free(). Creation options cover
+count to touch on allocation or free. A SlabBox is one pointer, as a C
+driver's object pointer is: it stores no cache and frees the object with
+kfree(), which Documentation/core-api/memory-allocation.rst allows for
+kmem_cache_alloc() objects. That costs 3 instructions per object more than
+kmem_cache_free() on a kernel without SLAB_FREELIST_HARDENED, for 8 bytes
+less in every structure that holds a box. A SlabBox<'static, T> (of a
+cache that lives as long as the module) implements ForeignOwnable, so it
+can be stored in an XArray or handed to C. Creation options cover
 the sheaf capacity, SLAB_HWCACHE_ALIGN, SLAB_NO_MERGE, SLAB_ACCOUNT, full
 slab debugging of one cache, and a usercopy region with copies to and from
 user space that refuse any byte outside it, instead of letting hardened
@@ -136,7 +142,9 @@ Add StaticCache<T>, a cache in a static that is created in module init
 and destroyed in module exit, and the static_cache_allocator! macro, which
 declares one zero-sized Allocator per static cache, so that
 Box<T, NodeAlloc> allocates from it. The allocator serves T's layout only
-and fails cleanly for any other layout or before the cache exists.''',
+and fails cleanly for any other layout or before the cache exists. It
+frees with kfree(), so its Box and a SlabBox<'static, T> convert into each
+other at no cost.''',
     },
     {
         'files': ['sheaf'],
@@ -490,8 +498,10 @@ xas.xa_alloc and the store retried, never dropping the lock. Here that
 would be Sheaf::claim() before the lock and Slot::alloc() under it: the
 claim checks the reservation, and the allocation under the lock has no
 failure path. A sheaf borrows its cache instead of holding a reference
-count, so no atomic is touched per object. What this RFC lacks for that
-user: a KmemCache can only be created here, not wrap a cache the C side
+count, so no atomic is touched per object, and the objects it hands out
+are one pointer each: a SlabBox<'static, T> implements ForeignOwnable, so
+an object from a sheaf of a module-lifetime cache can be stored in an
+XArray itself. What this RFC lacks for that user: a KmemCache can only be created here, not wrap a cache the C side
 owns such as radix_tree_node_cachep.
 
 What the series does not do: the sheaf functions
