@@ -210,8 +210,9 @@ unsafe impl<T> Sync for KmemCache<T> {}
 ///
 /// # Invariants
 ///
-/// `0` points to a live cache owned by this value.
-struct RawCache(NonNull<bindings::kmem_cache>);
+/// `0` points to a live cache owned by this value; `1` is its name, as `helpers::create()`
+/// returned them together.
+struct RawCache(NonNull<bindings::kmem_cache>, super::helpers::Name);
 
 // SAFETY: A `struct kmem_cache` may be used and destroyed from any thread.
 unsafe impl Send for RawCache {}
@@ -225,11 +226,13 @@ impl Drop for RawCache {
         // by `self`, which is not used again. Every box, sheaf, slot and charged object of the
         // cache borrows the `KmemCache` that owns `self`, so none is alive and nothing uses the
         // cache afterwards. Objects may remain all the same, if their owner was leaked
-        // (`mem::forget`): then `kmem_cache_destroy()` warns "Slab cache still has objects",
+        // (`mem::forget`): then, unless the cache was merged with another (then only a
+        // reference is dropped, and the objects stay in the shared cache),
+        // `kmem_cache_destroy()` warns "Slab cache still has objects",
         // lists them, and leaves the cache and its slabs allocated instead of freeing them, as
         // it does for C. Nothing can reach those objects any more, so that is a leak, not a
         // use after free.
-        unsafe { super::helpers::destroy(self.0.as_ptr()) };
+        unsafe { super::helpers::destroy(self.0.as_ptr(), &self.1) };
     }
 }
 
@@ -242,13 +245,17 @@ impl<T> KmemCache<T> {
     /// the kernel cannot create the cache.
     ///
     /// The name must be one that tools can parse, and unique: an empty name or one with a space
-    /// fails with `EINVAL` (the kernel would warn about the space, or about an empty sysfs
-    /// name), and a name that a live cache of the same module already has fails with `EEXIST`
-    /// (with `CONFIG_DEBUG_VM` the kernel would warn about the duplicate, and with sysfs an
-    /// unmergeable duplicate fails with a stack dump). A driver that creates one cache per
-    /// device names each after its device, or shares one [`StaticCache`] between them.
-    /// Caches of other modules are not checked: the kernel does not export its list, so a name
-    /// should carry the driver's prefix.
+    /// fails with `EINVAL` (with `CONFIG_DEBUG_VM` the kernel would warn about the space; sysfs
+    /// about an empty name). A driver that creates one cache per device names each after its
+    /// device, or shares one [`StaticCache`] between them.
+    ///
+    /// With the library's C helpers (`cfg(rslab_helpers)`), which keep a list of the module's
+    /// cache names, a name that a live cache of the same module already has fails with `EEXIST`
+    /// (with `CONFIG_DEBUG_VM` the kernel would warn about the duplicate, and a second cache of
+    /// one name that is not merged with the first is created without its sysfs directory, after
+    /// a "cannot create duplicate filename" stack dump). Caches of other modules are not
+    /// checked: the kernel does not export its list, so a name should carry the driver's
+    /// prefix.
     ///
     /// [`StaticCache`]: super::static_cache::StaticCache
     ///
@@ -287,7 +294,7 @@ impl<T> KmemCache<T> {
             sheaf_capacity: options.sheaf_capacity,
         };
         // SAFETY: `args` is a valid, initialised argument block for the duration of the call.
-        let ptr = unsafe {
+        let (ptr, name) = unsafe {
             super::helpers::create(
                 name,
                 size as u32,
@@ -299,7 +306,7 @@ impl<T> KmemCache<T> {
         // the usercopy region checked above, by `helpers::create()`, and is owned by the new
         // `RawCache`.
         Ok(Self {
-            raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?),
+            raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?, name),
             useroffset,
             usersize,
             _t: PhantomData,

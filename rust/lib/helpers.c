@@ -9,8 +9,8 @@
  * allocation to it. Rust cannot expand a C macro, so each function here makes exactly the call
  * the macro makes, and the allocation is attributed to its line here. Without allocation
  * profiling (and partitioned kmalloc caches, for the kmalloc ones) alloc_hooks() adds nothing
- * around the call, so the library calls the _noprof functions itself and pays nothing for this
- * file.
+ * around the call, so the library calls the _noprof functions itself; the file is linked all
+ * the same, for the registry of cache names below.
  *
  * kmalloc(): with a size known at compile time it picks the cache itself (kmalloc_type() and
  * kmalloc_index()) and calls __kmalloc_cache_noprof(), or __kmalloc_large_noprof() above the
@@ -20,8 +20,8 @@
  *
  * Cache names. With CONFIG_DEBUG_VM, kmem_cache_create() WARNs about a name that another cache
  * has already (mm/slab_common.c, kmem_cache_sanity_check()), and with sysfs a second
- * unmergeable cache of one name fails with a "cannot create duplicate filename" stack dump on
- * any kernel. Two instances of one driver must get an error instead: the caches a module
+ * cache of one name that is not merged with the first is created without its sysfs directory,
+ * after a "cannot create duplicate filename" stack dump, on any kernel. Two instances of one driver must get an error instead: the caches a module
  * creates through rslab_kmem_cache_create() are listed here, and a second cache of a name that
  * is on the list fails with -EEXIST. The list is this module's (every module has its own copy
  * of this file); the kernel's list of caches is not exported.
@@ -86,8 +86,14 @@ struct rslab_cache_name {
 static DEFINE_MUTEX(rslab_cache_names_lock);
 static LIST_HEAD(rslab_cache_names);
 
+/*
+ * Merged caches share one struct kmem_cache, so the entry of a name, not the cache pointer,
+ * identifies what to release: the caller keeps *entryp and passes it to
+ * rslab_kmem_cache_destroy().
+ */
 struct kmem_cache *rslab_kmem_cache_create(const char *name, unsigned int size,
-					   struct kmem_cache_args *args, slab_flags_t flags)
+					   struct kmem_cache_args *args, slab_flags_t flags,
+					   void **entryp)
 {
 	size_t len = strlen(name);
 	struct rslab_cache_name *entry, *e;
@@ -112,6 +118,7 @@ struct kmem_cache *rslab_kmem_cache_create(const char *name, unsigned int size,
 	}
 	entry->cache = s;
 	list_add(&entry->node, &rslab_cache_names);
+	*entryp = entry;
 	entry = NULL;
 out:
 	mutex_unlock(&rslab_cache_names_lock);
@@ -119,19 +126,14 @@ out:
 	return s;
 }
 
-void rslab_kmem_cache_destroy(struct kmem_cache *s)
+void rslab_kmem_cache_destroy(struct kmem_cache *s, void *entry)
 {
-	struct rslab_cache_name *e;
+	struct rslab_cache_name *e = entry;
 
 	mutex_lock(&rslab_cache_names_lock);
 	/* The name is taken until the cache is gone. */
 	kmem_cache_destroy(s);
-	list_for_each_entry(e, &rslab_cache_names, node) {
-		if (e->cache == s) {
-			list_del(&e->node);
-			kfree(e);
-			break;
-		}
-	}
+	list_del(&e->node);
 	mutex_unlock(&rslab_cache_names_lock);
+	kfree(e);
 }

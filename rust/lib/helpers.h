@@ -22,7 +22,8 @@ void *rslab_kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 					struct slab_sheaf *sheaf);
 
 struct kmem_cache *rslab_kmem_cache_create(const char *name, unsigned int size,
-					   struct kmem_cache_args *args, slab_flags_t flags);
-void rslab_kmem_cache_destroy(struct kmem_cache *s);
+					   struct kmem_cache_args *args, slab_flags_t flags,
+					   void **entryp);
+void rslab_kmem_cache_destroy(struct kmem_cache *s, void *entry);
 
 #endif /* RSLAB_HELPERS_H */

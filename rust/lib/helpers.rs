@@ -45,8 +45,9 @@ mod c {
             size: u32,
             args: *mut bindings::kmem_cache_args,
             flags: bindings::slab_flags_t,
+            entryp: *mut *mut c_void,
         ) -> *mut bindings::kmem_cache;
-        pub(super) fn rslab_kmem_cache_destroy(s: *mut bindings::kmem_cache);
+        pub(super) fn rslab_kmem_cache_destroy(s: *mut bindings::kmem_cache, entry: *mut c_void);
     }
 }
 
@@ -112,13 +113,24 @@ pub unsafe fn kmem_cache_alloc_from_sheaf(
     unsafe { bindings::kmem_cache_alloc_from_sheaf_noprof(s, flags, sheaf) }
 }
 
+/// A cache's name, held for it out of tree until [`destroy`] releases it: merged caches share
+/// one `struct kmem_cache`, so the name, not the cache, says what to release.
+#[cfg(rslab_helpers)]
+pub struct Name(*mut c_void);
+
+/// A cache's name, held for it out of tree; nothing to hold in the kernel tree.
+#[cfg(not(rslab_helpers))]
+pub struct Name(());
+
 /// Creates a cache: `__kmem_cache_create_args(name, size, args, flags)`, or `ENOMEM` when the
-/// kernel cannot. A cache created here is destroyed with [`destroy`].
+/// kernel cannot. A cache created here is destroyed with [`destroy`], with the [`Name`]
+/// returned with it.
 ///
 /// Out of tree (`cfg(rslab_helpers)`), a name that a live cache of this module already has
 /// fails with `EEXIST`, which the kernel would warn about (`kmem_cache_sanity_check()` with
-/// `CONFIG_DEBUG_VM`) or, for an unmergeable cache, answer with a stack dump and `NULL`
-/// (sysfs: "cannot create duplicate filename"); [`destroy`] releases the name.
+/// `CONFIG_DEBUG_VM`) or, for a cache not merged with the first, create without its sysfs
+/// directory after a "cannot create duplicate filename" stack dump; [`destroy`] releases the
+/// name.
 ///
 /// # Safety
 ///
@@ -128,11 +140,14 @@ pub unsafe fn create(
     size: u32,
     args: *mut bindings::kmem_cache_args,
     flags: bindings::slab_flags_t,
-) -> Result<*mut bindings::kmem_cache> {
+) -> Result<(*mut bindings::kmem_cache, Name)> {
     #[cfg(rslab_helpers)]
-    // SAFETY: `name` is a NUL-terminated string (the slab copies it); the caller guarantees
-    // `args`.
-    let p = unsafe { c::rslab_kmem_cache_create(name.as_char_ptr(), size, args, flags) };
+    let mut entry = core::ptr::null_mut();
+    #[cfg(rslab_helpers)]
+    // SAFETY: `name` is a NUL-terminated string (the slab and the helper copy it); the caller
+    // guarantees `args`; `entry` is valid for a write.
+    let p =
+        unsafe { c::rslab_kmem_cache_create(name.as_char_ptr(), size, args, flags, &mut entry) };
     #[cfg(not(rslab_helpers))]
     // SAFETY: `name` is a NUL-terminated string (the slab copies it); the caller guarantees
     // `args`.
@@ -140,26 +155,31 @@ pub unsafe fn create(
     // The helper returns a cache or an `ERR_PTR()`, the kernel's function a cache or NULL.
     let p = kernel::error::from_err_ptr(p)?;
     if p.is_null() {
-        Err(ENOMEM)
-    } else {
-        Ok(p)
+        return Err(ENOMEM);
     }
+    #[cfg(rslab_helpers)]
+    let name = Name(entry);
+    #[cfg(not(rslab_helpers))]
+    let name = Name(());
+    Ok((p, name))
 }
 
 /// Destroys a cache made by [`create`]: `kmem_cache_destroy(s)`.
 ///
 /// # Safety
 ///
-/// `s` is a cache returned by [`create`], owned by the caller and not used afterwards.
-pub unsafe fn destroy(s: *mut bindings::kmem_cache) {
+/// `s` and `name` are a cache and its name returned together by [`create`], owned by the
+/// caller; neither is used afterwards.
+pub unsafe fn destroy(s: *mut bindings::kmem_cache, name: &Name) {
     #[cfg(rslab_helpers)]
-    // SAFETY: By the caller's guarantees.
+    // SAFETY: By the caller's guarantees; `name.0` is the helper's entry for this cache's name.
     unsafe {
-        c::rslab_kmem_cache_destroy(s)
+        c::rslab_kmem_cache_destroy(s, name.0)
     };
     #[cfg(not(rslab_helpers))]
-    // SAFETY: By the caller's guarantees.
-    unsafe {
-        bindings::kmem_cache_destroy(s)
-    };
+    {
+        let Name(()) = *name;
+        // SAFETY: By the caller's guarantees.
+        unsafe { bindings::kmem_cache_destroy(s) };
+    }
 }

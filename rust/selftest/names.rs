@@ -2,9 +2,9 @@
 
 //! Cache names and creation arguments the kernel would warn about: errors instead.
 //!
-//! `kmem_cache_create()` WARNs about a name with a space and, with `CONFIG_DEBUG_VM`, about a
-//! name another cache has; an empty name makes sysfs WARN, and a second unmergeable cache of one
-//! name fails with a stack dump. A usercopy offset without a size WARNs with
+//! With `CONFIG_DEBUG_VM`, `kmem_cache_create()` WARNs about a name with a space and about a
+//! name another cache has; an empty name makes sysfs WARN, and a second cache of one name that
+//! is not merged with the first is created without its sysfs directory, after a stack dump. A usercopy offset without a size WARNs with
 //! `CONFIG_HARDENED_USERCOPY`. `KmemCache::new` answers each with an error, or leaves the bad
 //! part out, before the kernel sees it. The runner fails a boot with any WARNING line, and the
 //! debug kernel has `CONFIG_DEBUG_VM`.
@@ -34,7 +34,8 @@ mod tests {
     #[test]
     fn duplicate_names_are_eexist() -> Result {
         // Two instances of one driver, each creating "its" cache: mergeable, and unmergeable
-        // (with sysfs, the kernel would fail the second with a stack dump).
+        // (with sysfs, the kernel would create the second without its sysfs directory, after a
+        // stack dump).
         for options in [
             CacheOptions::new(),
             CacheOptions::new().flags(CacheFlags::NO_MERGE),
@@ -66,6 +67,30 @@ mod tests {
                 "the name reused"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn merged_caches_release_their_own_names() -> Result {
+        // Two caches of one layout may be merged into one `struct kmem_cache` (without
+        // `slab_debug`, which keeps caches apart). Dropping the older must release its name, not
+        // the other's: its name can be taken again, the other's still cannot.
+        let a = KmemCache::<[u64; 3]>::new(c"rslab_test_merged_a", CacheOptions::new())?;
+        let b = KmemCache::<[u64; 3]>::new(c"rslab_test_merged_b", CacheOptions::new())?;
+        drop(a);
+        let a = KmemCache::<[u64; 3]>::new(c"rslab_test_merged_a", CacheOptions::new());
+        check!(a.is_ok(), "the dropped cache's name is free again");
+        check!(
+            matches!(
+                KmemCache::<[u64; 3]>::new(c"rslab_test_merged_b", CacheOptions::new()),
+                Err(e) if e == EEXIST
+            ),
+            "the live cache's name is still taken"
+        );
+        drop(b);
+        drop(a);
+        let b = KmemCache::<[u64; 3]>::new(c"rslab_test_merged_b", CacheOptions::new());
+        check!(b.is_ok(), "both names free once both caches are gone");
         Ok(())
     }
 
