@@ -64,35 +64,24 @@ size_t rslab_bench_kmalloc_var(void **held, size_t count, size_t size)
  * objects: the baseline of KmemCache::alloc + drop. The free is kmem_cache_free(), as a C driver
  * that knows its cache writes it, or kfree(), which SlabBox uses (it stores no cache).
  */
-size_t rslab_bench_cache_free(struct kmem_cache *s, size_t count)
-{
-	size_t i;
-
-	for (i = 0; i < count; i++) {
-		void *p = kmem_cache_alloc(s, GFP_KERNEL);
-
-		if (!p)
-			break;
-		memset(p, 0, RSLAB_BENCH_OBJ);
-		kmem_cache_free(s, p);
-	}
-	return i;
+#define RSLAB_BENCH_CACHE(name, free)						\
+size_t rslab_bench_cache_##name(struct kmem_cache *s, size_t count)		\
+{										\
+	size_t i;								\
+										\
+	for (i = 0; i < count; i++) {						\
+		void *p = kmem_cache_alloc(s, GFP_KERNEL);			\
+										\
+		if (!p)								\
+			break;							\
+		memset(p, 0, RSLAB_BENCH_OBJ);					\
+		free;								\
+	}									\
+	return i;								\
 }
 
-size_t rslab_bench_cache_kfree(struct kmem_cache *s, size_t count)
-{
-	size_t i;
-
-	for (i = 0; i < count; i++) {
-		void *p = kmem_cache_alloc(s, GFP_KERNEL);
-
-		if (!p)
-			break;
-		memset(p, 0, RSLAB_BENCH_OBJ);
-		kfree(p);
-	}
-	return i;
-}
+RSLAB_BENCH_CACHE(free, kmem_cache_free(s, p))
+RSLAB_BENCH_CACHE(kfree, kfree(p))
 
 /* An array of u32 grown to @n elements one push at a time, with KVec's policy: when full, the
  * capacity doubles (and is at least the length plus one), through krealloc().

@@ -11,22 +11,7 @@ pub mod rslab;
 
 use rslab::cache::{CacheOptions, KmemCache};
 
-module! {
-    type: Case,
-    name: "box_not_send",
-    authors: ["rslab developers"],
-    description: "rslab build test: a program the compiler refuses",
-    license: "GPL",
-}
-
-struct Case;
-
-impl kernel::Module for Case {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        case()?;
-        Ok(Self)
-    }
-}
+include!("common/module.rs");
 
 /// Not `Send`: a raw pointer, as in a type tied to the CPU or thread that made it.
 struct Local(*mut u8);

@@ -12,22 +12,7 @@ pub mod rslab;
 
 use rslab::cache::{CacheOptions, KmemCache};
 
-module! {
-    type: Case,
-    name: "box_outlives_cache",
-    authors: ["rslab developers"],
-    description: "rslab build test: a program the compiler refuses",
-    license: "GPL",
-}
-
-struct Case;
-
-impl kernel::Module for Case {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        case()?;
-        Ok(Self)
-    }
-}
+include!("common/module.rs");
 
 fn case() -> Result {
     let cache = KmemCache::<u64>::new(c"rslab_cf_box", CacheOptions::new())?;
