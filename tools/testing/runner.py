@@ -100,11 +100,13 @@ def expected_suites(root: Path, sheaf: bool, kdir: Path):
 
 
 def kernel_config(kdir: Path, option: str):
-    """Whether the kernel at `kdir` was built with `option`=y."""
+    """Whether the kernel at `kdir` was built with `option`=y. A kernel build without a readable
+    .config is an error, not a kernel without the option: the suites it gates would silently
+    drop out of the expected list."""
     try:
         text = (kdir / '.config').read_text()
-    except OSError:
-        return False
+    except OSError as e:
+        raise SystemExit(f'rslab-runner: cannot read {kdir / ".config"}: {e}')
     return f'{option}=y' in text.splitlines()
 
 
@@ -113,8 +115,8 @@ def sheaf_exported(kdir: Path):
             'kmem_cache_alloc_from_sheaf_noprof', 'kmem_cache_sheaf_size'}
     try:
         text = (kdir / 'Module.symvers').read_text()
-    except OSError:
-        return False
+    except OSError as e:
+        raise SystemExit(f'rslab-runner: cannot read {kdir / "Module.symvers"}: {e}')
     have = {l.split('\t')[1] for l in text.splitlines() if l.count('\t') >= 2}
     return syms <= have
 
