@@ -8,6 +8,10 @@
 //! shows as `<bytes> <calls> <path>/helpers.c:<line> [rslab] func:<helper>`. The test allocates
 //! on each path, a cache object, a sheaf slot and a `Box` over the library's `Kmalloc`, and
 //! checks that the calls and bytes of the matching lines grew by at least what it allocated.
+//! `/proc/allocinfo` counts live allocations, so a free between the two snapshots would lower
+//! them; none can happen: every object attributed to these lines of rslab.ko is freed by the
+//! thread that owns it, when it drops it (the library frees nothing through RCU or a workqueue),
+//! and KUnit runs rslab's cases one after another.
 //! The suite exists only in kernels with allocation profiling (the runner expects it there
 //! alone); with profiling switched off at run time (`vm.mem_profiling`) it is skipped, which
 //! the runner counts as a failure.
