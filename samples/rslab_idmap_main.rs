@@ -2,10 +2,10 @@
 
 //! rslab template driver: an ID map whose inserts never fail under its lock.
 //!
-//! The map hands out consecutive IDs for values and keeps them in a hash table of singly
-//! linked nodes behind a `SpinLock`. A batch of values needs one node each: allocated under
-//! the spinlock they would need `GFP_ATOMIC` and a failure path that undoes half a batch;
-//! allocated one by one before it, a slab call each. The sheaf pattern instead:
+//! The map ([`map::IdMap`], `rslab_idmap_map.rs`) hands out consecutive IDs for values and
+//! keeps them in a hash table of nodes behind a `SpinLock`. A batch of values needs one node
+//! each: allocated under the spinlock they would need `GFP_ATOMIC` and a failure path that
+//! undoes half a batch. The sheaf pattern instead:
 //!
 //! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs, take
 //!    them out and charge them to the caller's memory cgroup
@@ -15,47 +15,32 @@
 //!    ([`Charged::write`](rslab::sheaf::Charged::write), which cannot fail).
 //! 3. After the lock: drop the sheaf; what was not used goes back to the cache.
 //!
-//! The caller learns its first ID by a write to user space, which may fault, and fail (another
-//! thread unmapped the page). So step 2 takes the lock twice: to check the limits, hand out the
-//! IDs and hold the batch's room; then, once the caller has been told, to link the nodes in.
-//! No other thread sees the batch before; if the caller cannot be told, it never was in the
-//! map (its IDs stay used). A removal likewise writes the value back before it counts.
+//! The caller learns its first ID by a write to user space, which may fault and fail, so step
+//! 2 takes the lock twice: to check the limits, hand out the IDs and hold the batch's room;
+//! then, once the caller has been told, to link the nodes in. No other thread sees the batch
+//! before; if the caller cannot be told, it never was in the map (its IDs stay used). A
+//! removal likewise writes the value back before it counts. The map's table is sized for
+//! `max_entries` when a file is opened, so nothing grows under the lock.
 //!
-//! The map is a hash table sized when it is made, for the most entries it may hold: a power of
-//! two of buckets, one per four entries (16,384, 128 KiB, for the default `max_entries` of
-//! 65,536), a `KVVec` allocated with `GFP_KERNEL_ACCOUNT`. A lookup walks about four nodes
-//! however full the map is, and nothing allocates under the lock. The kernel crate's `XArray`
-//! would suit the dense IDs, but its `store` allocates its own nodes, dropping and retaking its
-//! lock to do so; its `RBTree` needs a `KBox` per node, reserved one allocation at a time.
-//! Neither takes its nodes from a sheaf.
-//!
-//! User space reaches the map through the misc device `/dev/rslab_idmap`: every open file is a
-//! map of its own, driven by the ioctls of [`abi`]. Everything from user space is checked
-//! before it is used, and a failed call changes nothing. What a caller makes the driver
-//! allocate is charged to its memory cgroup where the charge can fail: the file's state and
-//! table at open, each node in step 1 (`GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`). At the
-//! cgroup's limit an insert fails with `ENOMEM`, and the cgroup never goes past `memory.max`.
-//! An object charged as it is taken from a sheaf (with `Slot::accounted`, or from a
-//! `SLAB_ACCOUNT` cache) is charged by force, past `memory.max` (`kmem_cache_alloc_from_sheaf()`
-//! adds `__GFP_NOFAIL`): so the node cache is not `SLAB_ACCOUNT`.
-//!
-//! The device node has the misc default mode, 0600. No ioctl needs a capability: a file's map
-//! is private to whoever holds the file, bounded by the `max_entries` module parameter and
-//! charged to its opener, so an administrator may open the node to others. Inserting and
-//! removing need a file open for writing, reading one open for reading (`EBADF` otherwise). An
-//! open file keeps the module loaded (`rmmod` says "in use"): on 7.2 through [`own_file`].
+//! This file is the misc device `/dev/rslab_idmap`: every open file is a map of its own, driven
+//! by the ioctls of [`abi`]. Everything from user space is checked before it is used, and a
+//! failed call changes nothing. What a caller makes the driver allocate is charged to its
+//! memory cgroup where the charge can fail: the file's state and table at open, each node in
+//! step 1. The node cache is not `SLAB_ACCOUNT`: that charge would be forced, past
+//! `memory.max`, as the node is taken from the sheaf. Inserting and removing need a file open
+//! for writing, reading one open for reading (`EBADF` otherwise); no ioctl needs a capability.
+//! An open file keeps the module loaded (`rmmod` says "in use"): on 7.2 through [`own_file`].
+//! `Documentation/driver-guide.rst` explains each choice.
 //!
 //! rslab's tests mount at the end (`tools/testing/idmap/`); its test build of the driver
-//! mounts this file and declares the module itself. Copy this file, rename the types, and keep
-//! the three steps.
+//! mounts this file and declares the module itself. Copy this file and the map's, rename the
+//! types, and keep the three steps.
 
 use core::mem;
 use kernel::{
     fs::{file, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
-    new_spinlock,
     prelude::*,
-    sync::SpinLock,
     transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice, UserSliceWriter},
 };
@@ -66,14 +51,15 @@ pub mod rslab;
 #[path = "rslab_idmap_abi.rs"]
 pub mod abi;
 
+#[path = "rslab_idmap_map.rs"]
+mod map;
+use map::{IdMap, Node};
+
 #[path = "rslab_idmap_owner.rs"]
 mod owner;
 use owner::own_file;
 
-use rslab::{
-    cache::{CacheOptions, KmemCache, SlabBox},
-    static_cache::StaticCache,
-};
+use rslab::{cache::CacheOptions, static_cache::StaticCache};
 
 // rslab's test build (`tools/testing/idmap/`) declares the module itself.
 #[cfg(not(rslab_idmap_test))]
@@ -91,271 +77,8 @@ module! {
     },
 }
 
-/// Entries per hash bucket of a full map, on average: the table has `max_entries / LOAD`
-/// buckets, rounded up to a power of two.
-const LOAD: usize = 4;
-/// The fewest and the most buckets of a map (512 B and 8 MiB of table).
-const MIN_BUCKETS: usize = 64;
-const MAX_BUCKETS: usize = 1 << 20;
-
-/// One entry of the map, allocated from the map's cache `'c`.
-struct Node<'c> {
-    id: u32,
-    value: u64,
-    next: Link<'c>,
-}
-
-/// A chain of nodes.
-type Link<'c> = Option<SlabBox<'c, Node<'c>>>;
-
 /// The module's node cache; created in module init, destroyed in module exit.
 static NODES: StaticCache<Node<'static>> = StaticCache::new();
-
-/// One past the last ID: IDs are the `u32` values from 1 to `u32::MAX`.
-const ID_END: u64 = u32::MAX as u64 + 1;
-
-struct Inner<'c> {
-    /// The hash table: a power of two of chains, allocated when the map is made.
-    buckets: KVVec<Link<'c>>,
-    /// 32 minus the number of bits of a bucket index.
-    shift: u32,
-    /// The next ID to hand out; `ID_END` once the ID space is used up. A `u64`, so that
-    /// counting up to `ID_END` cannot overflow under the lock.
-    next_id: u64,
-    /// Entries in the map, and entries taken out by a removal not yet reported.
-    len: usize,
-    /// Room held for batches whose IDs are handed out but which are not in the map yet.
-    pending: usize,
-    /// Values inserted, entries removed, inserts failed: the counters of [`abi::Stats`]. A
-    /// `u64` counts far more calls than a machine can make.
-    inserted: u64,
-    removed: u64,
-    failed: u64,
-}
-
-/// The map. It borrows the cache its nodes come from, so the cache cannot go away first: the
-/// module uses its `'static` cache, a test a local one. Dropping the map frees its nodes.
-#[pin_data(PinnedDrop)]
-struct IdMap<'c> {
-    cache: &'c KmemCache<Node<'c>>,
-    /// The most entries the map holds.
-    limit: usize,
-    #[pin]
-    inner: SpinLock<Inner<'c>>,
-}
-
-/// Takes the node with `id` out of the chain starting at `head`.
-fn unlink<'c>(head: &mut Link<'c>, id: u32) -> Link<'c> {
-    let mut link = head;
-    while link.as_ref().is_some_and(|n| n.id != id) {
-        link = &mut { link }.as_mut()?.next;
-    }
-    let mut node = link.take()?;
-    *link = node.next.take();
-    Some(node)
-}
-
-impl<'c> Inner<'c> {
-    /// The bucket of `id`: the top bits of `id * GOLDEN_RATIO_32`, as the kernel's `hash_32()`
-    /// takes them, so that consecutive IDs and IDs with a common stride both spread.
-    fn bucket(&mut self, id: u32) -> &mut Link<'c> {
-        let b = id.wrapping_mul(0x61c8_8647) >> self.shift;
-        &mut self.buckets[b as usize]
-    }
-}
-
-/// An empty hash table for a map of up to `limit` entries, and its [`Inner::shift`].
-fn table<'c>(limit: usize) -> Result<(KVVec<Link<'c>>, u32)> {
-    let n = limit
-        .min(MAX_BUCKETS * LOAD)
-        .div_ceil(LOAD)
-        .next_power_of_two()
-        .max(MIN_BUCKETS);
-    // Charged to whoever makes the map: the opener of a file.
-    let mut buckets = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-    for _ in 0..n {
-        // Within the capacity: this push does not allocate.
-        buckets.push(None, GFP_KERNEL_ACCOUNT)?;
-    }
-    Ok((buckets, 32 - n.trailing_zeros()))
-}
-
-impl<'c> IdMap<'c> {
-    /// An empty map of up to `limit` entries.
-    fn new(cache: &'c KmemCache<Node<'c>>, limit: usize) -> impl PinInit<Self, Error> + 'c {
-        // Allocated here, before the lock exists: nothing allocates under it.
-        let table = table(limit);
-        try_pin_init!(Self {
-            cache,
-            limit,
-            inner <- {
-                let (buckets, shift) = table?;
-                new_spinlock!(Inner {
-                    buckets,
-                    shift,
-                    next_id: 1,
-                    len: 0,
-                    pending: 0,
-                    inserted: 0,
-                    removed: 0,
-                    failed: 0,
-                })
-            },
-        }? Error)
-    }
-
-    /// Stores `values` under consecutive new IDs, reporting the first one with `report` before
-    /// any of them is in the map; returns it.
-    ///
-    /// `report` may fault, sleep and fail (the driver writes the first ID back to user space).
-    /// If it fails, the batch is not inserted, its IDs stay used, and its error is returned. No
-    /// other thread sees any of the batch before the report succeeded: all of it or none.
-    ///
-    /// Fails, changing nothing, with `ENOSPC` when the map would hold more than its limit of
-    /// entries, `EOVERFLOW` when the ID space has fewer IDs left than `values` needs, `ENOMEM`
-    /// as [`KmemCache::prefill`] does or at the caller's memory cgroup limit.
-    ///
-    /// # Context
-    ///
-    /// Process context; may sleep before it takes the lock, and in `report`.
-    fn insert_reported(&self, values: &[u64], report: impl FnOnce(u32) -> Result) -> Result<u32> {
-        let n = values.len();
-        // Step 1, before the lock: take one node per value out of a prefilled sheaf and charge it
-        // to the caller's memory cgroup. Everything that can fail is here; nothing has changed.
-        let sheaf = self.cache.prefill(n, GFP_KERNEL)?;
-        let mut nodes = KVec::with_capacity(n, GFP_KERNEL)?;
-        // `n` objects are claimable in a fresh sheaf: `claims` cannot fail.
-        for slot in sheaf.claims(n).map_err(|_| ENOMEM)? {
-            // Within the capacity: this push does not allocate.
-            nodes.push(slot.charge()?, GFP_KERNEL)?;
-        }
-        // Its buffer is freed when `sheaf` is, after the lock.
-        let mut nodes = nodes.into_iter();
-
-        // Step 2, under the lock: check the limits, hand out the IDs and hold the batch's room.
-        // On failure the charged nodes are freed and the sheaf goes back to the cache.
-        let first = {
-            let mut inner = self.inner.lock();
-            // `next_id <= ID_END` and a batch is at most `MAX_SHEAF_OBJECTS`, so the sum cannot
-            // overflow a `u64`.
-            if n > self.limit.saturating_sub(inner.len + inner.pending) {
-                return Err(ENOSPC);
-            }
-            if inner.next_id + n as u64 > ID_END {
-                return Err(EOVERFLOW);
-            }
-            // Below `ID_END`: the cast is exact.
-            let first = inner.next_id as u32;
-            inner.next_id += n as u64;
-            inner.pending += n;
-            first
-        };
-        // No lock held: the report may fault. None of the batch is in the map yet.
-        if let Err(e) = report(first) {
-            self.inner.lock().pending -= n;
-            return Err(e);
-        }
-        // Still step 2, under the lock again: link the nodes in. No allocation can fail here.
-        {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            for (i, (node, &value)) in nodes.by_ref().zip(values).enumerate() {
-                // The batch's IDs are all in the ID space: `first + i` cannot overflow.
-                let id = first + i as u32;
-                let head = inner.bucket(id);
-                let next = head.take();
-                *head = Some(node.write(Node { id, value, next }));
-            }
-            inner.pending -= n;
-            inner.len += n;
-            inner.inserted += n as u64;
-        }
-
-        // Step 3, after the lock: `sheaf` drops here and returns what was not used.
-        Ok(first)
-    }
-
-    /// Counts a failed insert in the statistics.
-    fn count_failure(&self) {
-        self.inner.lock().failed += 1;
-    }
-
-    /// The map's counters, as [`abi::IOCTL_STATS`] reports them.
-    fn stats(&self) -> abi::Stats {
-        let inner = self.inner.lock();
-        abi::Stats {
-            version: abi::VERSION,
-            max_batch: abi::MAX_BATCH,
-            max_entries: self.limit.try_into().unwrap_or(u32::MAX),
-            // At most `limit` entries, and the module's limit is a `u32`.
-            entries: inner.len.try_into().unwrap_or(u32::MAX),
-            inserted: inner.inserted,
-            removed: inner.removed,
-            failed: inner.failed,
-            next_id: inner.next_id,
-        }
-    }
-
-    /// The value stored under `id`.
-    fn get(&self, id: u32) -> Option<u64> {
-        let mut inner = self.inner.lock();
-        let mut cur = inner.bucket(id).as_deref();
-        while let Some(n) = cur {
-            if n.id == id {
-                return Some(n.value);
-            }
-            cur = n.next.as_deref();
-        }
-        None
-    }
-
-    /// Removes `id`, reporting its value with `report`; returns the value, or `ENOENT`.
-    ///
-    /// `report` runs with no lock held, the entry taken out of the map but still counted in
-    /// [`abi::Stats::entries`], so that its room cannot be taken meanwhile. If `report` fails, the
-    /// entry is put back and `report`'s error returned; until then, other threads find no `id`.
-    fn remove_reported(&self, id: u32, report: impl FnOnce(u64) -> Result) -> Result<u64> {
-        let mut node = unlink(self.inner.lock().bucket(id), id).ok_or(ENOENT)?;
-        let value = node.value;
-        let r = report(value);
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        if let Err(e) = r {
-            // Back where it was; this allocates nothing.
-            let head = inner.bucket(id);
-            node.next = head.take();
-            *head = Some(node);
-            return Err(e);
-        }
-        inner.len -= 1;
-        inner.removed += 1;
-        drop(guard);
-        // Freeing outside the lock keeps the critical section short.
-        drop(node);
-        Ok(value)
-    }
-
-    /// Frees every node.
-    fn clear(&self) {
-        let buckets = self.inner.lock().buckets.len();
-        for b in 0..buckets {
-            // One bucket at a time, each freed outside the lock.
-            let mut head = self.inner.lock().buckets[b].take();
-            // Unlink iteratively: a recursive drop of a long chain could overflow the stack.
-            while let Some(mut n) = head {
-                head = n.next.take();
-            }
-        }
-        self.inner.lock().len = 0;
-    }
-}
-
-#[pinned_drop]
-impl<'c> PinnedDrop for IdMap<'c> {
-    fn drop(self: Pin<&mut Self>) {
-        self.clear();
-    }
-}
 
 // SAFETY: The ABI's structures are `repr(C)`, of integer fields without padding (`abi` asserts
 // their sizes): every bit pattern is a valid value, and every byte is initialised.
@@ -426,7 +149,7 @@ impl MiscDevice for IdMapFile {
                 readable(file)?;
                 UserSlice::new(arg, mem::size_of::<abi::Stats>())
                     .writer()
-                    .write(&me.map.stats())?
+                    .write(&me.stats())?
             }
             _ => return Err(ENOTTY),
         }
@@ -435,6 +158,22 @@ impl MiscDevice for IdMapFile {
 }
 
 impl IdMapFile {
+    /// `IOCTL_STATS`: the map's counters and limits.
+    fn stats(&self) -> abi::Stats {
+        let s = self.map.stats();
+        abi::Stats {
+            version: abi::VERSION,
+            max_batch: abi::MAX_BATCH,
+            // The module's limit is a `u32`, and a map holds at most that many entries.
+            max_entries: s.limit.try_into().unwrap_or(u32::MAX),
+            entries: s.entries.try_into().unwrap_or(u32::MAX),
+            inserted: s.inserted,
+            removed: s.removed,
+            failed: s.failed,
+            next_id: s.next_id,
+        }
+    }
+
     /// `IOCTL_INSERT`: reads the request, inserts the batch, writes back the first ID.
     fn insert(&self, file: &File, arg: UserPtr) -> Result {
         writable(file)?;

@@ -12,8 +12,10 @@
 
 Reads OUT/<mode>/rslab_bench-results.txt for each mode that ran, writes OUT/results.json (every
 figure, each pair's ratio and its target's verdict, per mode; the growth series; the pressure
-results) and the charts OUT/ratios.png, OUT/kmalloc.png, OUT/growth.png and OUT/pressure.png,
-and prints the tables. Every pair was measured in the same boot, side by side, so ratios hold under emulation
+results; the template ID map's rows) and the charts OUT/ratios.png, OUT/kmalloc.png,
+OUT/growth.png, OUT/pressure.png and OUT/idmap.png, and prints the tables. With --before DIR
+(the OUT of an earlier `make bench`, say of a build against another version of the template's
+map; `BENCH_BEFORE=DIR make bench`), the ID map rows also give the ratio to that run's figures. Every pair was measured in the same boot, side by side, so ratios hold under emulation
 where absolute wall-clock times do not.
 """
 
@@ -159,6 +161,59 @@ def growth_series(data):
     return series
 
 
+IDMAP_GROUPS = ('idmap GET', 'idmap INSERT')
+IDMAP_COUNTS = (64, 65536)
+
+
+def idmap_rows(data, before=None):
+    """The template ID map's rows: instructions (or ns) per call at each entry count, the ratio
+    to the same call at 64 entries, and, given `before` (the same mode of another run), the
+    ratio to that run's figure."""
+    def figs(d):
+        return {(r['group'], r['count']): r['median_ps'] / 1000 for r in d['results']
+                if r['group'] in IDMAP_GROUPS}
+    now, old = figs(data), figs(before) if before else {}
+    rows = []
+    for group in IDMAP_GROUPS:
+        for count in IDMAP_COUNTS:
+            v, small = now.get((group, count)), now.get((group, IDMAP_COUNTS[0]))
+            if v is None or small is None:
+                continue
+            row = {'call': group.split()[1], 'entries': count, 'per_op': v, 'vs_64': v / small}
+            b, b_small = old.get((group, count)), old.get((group, IDMAP_COUNTS[0]))
+            if b and b_small:
+                row.update(before_per_op=b, before_vs_64=b / b_small, vs_before=v / b)
+            rows.append(row)
+    return rows
+
+
+def print_idmap(modes, idmap):
+    for mode, rows in idmap.items():
+        if not rows:
+            continue
+        unit, what = MODES[mode]
+        has_before = 'vs_before' in rows[0]
+        print(f'template ID map (samples/rslab_idmap_map.rs), {what}: {unit} per call; "x64" '
+              'is the ratio to the same call at 64 entries' +
+              ('; "after/before" the ratio to the --before run' if has_before else ''))
+        head = f'{"call":<7} {"entries":>7}'
+        if has_before:
+            head += f' {"before":>10} {"x64":>7}'
+        head += f' {"after" if has_before else "per call":>10} {"x64":>7}'
+        if has_before:
+            head += f' {"after/before":>13}'
+        print(head)
+        for r in rows:
+            line = f'{r["call"]:<7} {r["entries"]:>7}'
+            if has_before:
+                line += f' {r["before_per_op"]:>10.2f} {r["before_vs_64"]:>6.3f}x'
+            line += f' {r["per_op"]:>10.2f} {r["vs_64"]:>6.3f}x'
+            if has_before:
+                line += f' {r["vs_before"]:>12.4f}x'
+            print(line)
+        print()
+
+
 def print_tables(modes, ratios):
     for mode, rows in ratios.items():
         unit, what = MODES[mode]
@@ -218,7 +273,7 @@ def print_pressure(modes):
         print()
 
 
-def charts(out: Path, modes, ratios):
+def charts(out: Path, modes, ratios, idmap=None):
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -382,6 +437,43 @@ def charts(out: Path, modes, ratios):
         fig.savefig(out / 'pressure.png', dpi=110)
         plt.close(fig)
         written.append(out / 'pressure.png')
+
+    # The template ID map: per call at 64 and 65,536 entries, before and after if given, one
+    # panel per call, log scale (a chained GET grows 37-fold). Instruction counts only: a
+    # before and an after from two boots compare exactly there, and not in wall-clock time.
+    imodes = [m for m in modes if (idmap or {}).get(m)]
+    imodes = ['icount'] if 'icount' in imodes else imodes
+    if imodes:
+        fig, axes = plt.subplots(len(imodes), 2, figsize=(10, 3.9 * len(imodes)), squeeze=False)
+        for row, mode in zip(axes, imodes):
+            rows = idmap[mode]
+            for ax, call in zip(row, ('GET', 'INSERT')):
+                mine = [r for r in rows if r['call'] == call]
+                series = ([('before', 'before_per_op', '#8c8c8c')] if mine and
+                          'before_per_op' in mine[0] else []) + [('after', 'per_op', '#4c72b0')]
+                width = 0.8 / len(series)
+                for k, (label, key, color) in enumerate(series):
+                    xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(mine))]
+                    ys = [r[key] for r in mine]
+                    ax.bar(xs, ys, width, color=color, label=label)
+                    for x, y in zip(xs, ys):
+                        ax.text(x, y * 1.08, f'{y:,.0f}', ha='center', va='bottom', fontsize=8)
+                ax.set_yscale('log')
+                lo = min(r[key] for r in mine for _, key, _ in series)
+                hi = max(r[key] for r in mine for _, key, _ in series)
+                ax.set_ylim(lo / 3, hi * 4)
+                ax.set_xticks(range(len(mine)))
+                ax.set_xticklabels([f'{r["entries"]:,} entries' for r in mine])
+                ax.set_ylabel(f'{MODES[mode][0]} per call (log)')
+                ax.set_title(f'{call}, {MODES[mode][1]}', fontsize=9)
+                ax.grid(axis='y', alpha=0.3)
+                ax.legend(fontsize=8, loc='upper left')
+        fig.suptitle('the template map (samples/rslab_idmap_map.rs): before, 64 chained buckets; '
+                     'after, a table sized for max_entries', fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / 'idmap.png', dpi=110)
+        plt.close(fig)
+        written.append(out / 'idmap.png')
     return written
 
 
@@ -389,13 +481,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('out', type=Path)
+    ap.add_argument('--before', type=Path, help='the OUT of an earlier run, for the ID map rows')
     args = ap.parse_args()
 
     modes = load(args.out)
     if not modes:
         print(f'no results under {args.out}', file=sys.stderr)
         return 1
+    before = load(args.before) if args.before else {}
+    if args.before and not before:
+        print(f'no results under {args.before}', file=sys.stderr)
+        return 1
     ratios = {mode: pair_rows(data, mode) for mode, data in modes.items()}
+    idmap = {mode: idmap_rows(data, before.get(mode)) for mode, data in modes.items()}
     try:
         revision = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout.strip()
@@ -407,14 +505,16 @@ def main():
                          '(median over rounds)', 'rounds': data['rounds'],
                          'warmup': data['warmup'], 'sheaf_capacity': data.get('sheaf_capacity'),
                          'figures': data['results'], 'ratios': ratios[mode],
-                         'pressure': data.get('pressure')}
+                         'pressure': data.get('pressure'), 'idmap': idmap[mode]}
                   for mode, data in modes.items()},
+        'before': str(args.before) if args.before else None,
     }
     (args.out / 'results.json').write_text(json.dumps(result, indent=2) + '\n')
     print_tables(modes, ratios)
     print_growth(modes)
     print_pressure(modes)
-    written = charts(args.out, modes, ratios)
+    print_idmap(modes, idmap)
+    written = charts(args.out, modes, ratios, idmap)
     print(f'wrote {args.out / "results.json"}' +
           ''.join(f', {p.name}' for p in written))
     return 0

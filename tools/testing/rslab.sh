@@ -234,7 +234,7 @@ bench)
 		runner --mode bench --out "$OUT/bench/$mode" --memory 512M ${opts[@]+"${opts[@]}"} \
 			--label "$KERNEL_NAME $mode" "$BENCH_MODULE" || die "benchmark boot ($mode) failed"
 	done
-	"$VENV/bin/python3" "$here/bench.py" "$OUT/bench"
+	"$VENV/bin/python3" "$here/bench.py" ${BENCH_BEFORE:+--before "$BENCH_BEFORE"} "$OUT/bench"
 	;;
 check-debug)
 	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-debug builds the x86_64 debug kernel only"

@@ -36,6 +36,13 @@ use rslab::{
     kmalloc::Kmalloc,
 };
 
+/// The template driver's map (`samples/rslab_idmap_map.rs`), mounted as the driver mounts it;
+/// what only the driver's ioctls use is dead code here.
+#[cfg(rslab_sheaf)]
+#[allow(dead_code)]
+#[path = "../../../samples/rslab_idmap_map.rs"]
+mod idmap;
+
 module! {
     type: BenchModule,
     name: "rslab_bench",
@@ -755,6 +762,153 @@ fn vec_growth(out: &mut KVec<Figure>) -> Result {
     )
 }
 
+/// The limit of every map of the ID map rows: the template driver's default `max_entries`, for
+/// which the map sizes its table when it is made.
+#[cfg(rslab_sheaf)]
+const IDMAP_LIMIT: usize = 65_536;
+/// Inserts per timed chunk of the `INSERT` rows; each chunk's entries are removed again, untimed.
+#[cfg(rslab_sheaf)]
+const IDMAP_CHUNK: usize = 8;
+/// Chunks per round of the `INSERT` rows.
+#[cfg(rslab_sheaf)]
+const IDMAP_CHUNKS: usize = 64;
+
+/// The value the ID map rows store under `id`, so that every lookup can be checked.
+#[cfg(rslab_sheaf)]
+fn idmap_value(id: u32) -> u64 {
+    u64::from(id) * 3 + 1
+}
+
+/// A map of up to [`IDMAP_LIMIT`] entries holding IDs 1 to `entries`, filled in batches of
+/// the driver's `MAX_BATCH` (256).
+#[cfg(rslab_sheaf)]
+fn idmap_filled<'c>(
+    cache: &'c KmemCache<idmap::Node<'c>>,
+    entries: usize,
+) -> Result<Pin<KBox<idmap::IdMap<'c>>>> {
+    let map = KBox::pin_init(idmap::IdMap::new(cache, IDMAP_LIMIT), GFP_KERNEL)?;
+    let mut values = KVec::with_capacity(256, GFP_KERNEL)?;
+    let mut next = 1;
+    while next <= entries {
+        let n = (entries + 1 - next).min(256);
+        values.clear();
+        for id in next..next + n {
+            values.push(idmap_value(id as u32), GFP_KERNEL)?;
+        }
+        if map.insert_reported(&values, |_| Ok(()))? as usize != next {
+            return Err(EINVAL);
+        }
+        next += n;
+    }
+    Ok(map)
+}
+
+/// One round of `GET` on a map holding IDs 1 to `entries` (a power of two): `BATCH` lookups of
+/// IDs drawn at random (xorshift32, `rng` carried from round to round), each one a hit whose
+/// value is checked.
+#[cfg(rslab_sheaf)]
+fn idmap_get_round(map: &idmap::IdMap<'_>, entries: u32, rng: &mut u32) -> Result<(u64, u64)> {
+    let mut wrong = 0;
+    let mut x = *rng;
+    let ns = timed(|| {
+        for _ in 0..BATCH {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let id = (x & (entries - 1)) + 1;
+            if map.get(id) != Some(idmap_value(id)) {
+                wrong += 1;
+            }
+        }
+    });
+    *rng = x;
+    if wrong != 0 {
+        pr_err!("idmap GET at {entries} entries: {wrong} lookups missed or read a wrong value\n");
+        return Err(EINVAL);
+    }
+    Ok((ns, BATCH as u64))
+}
+
+/// One round of `INSERT` on a map of `entries - IDMAP_CHUNK` entries: chunks of
+/// [`IDMAP_CHUNK`] fresh inserts of one value each, timed (the map reaches `entries`), each
+/// chunk then checked and removed, untimed.
+#[cfg(rslab_sheaf)]
+fn idmap_insert_round(map: &idmap::IdMap<'_>) -> Result<(u64, u64)> {
+    let mut ns = 0;
+    for _ in 0..IDMAP_CHUNKS {
+        let mut ids = [0u32; IDMAP_CHUNK];
+        let mut r = Ok(());
+        ns += timed(|| {
+            for (i, id) in ids.iter_mut().enumerate() {
+                match map.insert_reported(&[idmap_value(i as u32)], |_| Ok(())) {
+                    Ok(first) => *id = first,
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+        });
+        r?;
+        for (i, &id) in ids.iter().enumerate() {
+            // Fresh, consecutive IDs, each holding its value.
+            if id != ids[0] + i as u32
+                || map.remove_reported(id, |_| Ok(()))? != idmap_value(i as u32)
+            {
+                pr_err!("idmap INSERT: ID {id} is not the value inserted\n");
+                return Err(EINVAL);
+            }
+        }
+    }
+    Ok((ns, (IDMAP_CHUNKS * IDMAP_CHUNK) as u64))
+}
+
+/// The template driver's map (`samples/rslab_idmap_map.rs`) at 64 and at 65,536 entries, in
+/// maps of the driver's default limit: `GET` of an ID that is there, and `INSERT` of one fresh
+/// value (a sheaf prefilled, the node charged, two critical sections, as the driver's ioctl
+/// does without its copies from and to user space).
+#[cfg(rslab_sheaf)]
+fn idmap_rows(out: &mut KVec<Figure>) -> Result {
+    let options = CacheOptions::new().sheaf_capacity(256);
+    let cache = KmemCache::new(c"rslab_bench_idmap", options)?;
+    let (small, full) = (
+        idmap_filled(&cache, 64)?,
+        idmap_filled(&cache, IDMAP_LIMIT)?,
+    );
+    let (mut rng_small, mut rng_full) = (0x1234_5678, 0x1234_5678);
+    measure_set(
+        out,
+        "idmap GET",
+        &mut [
+            ("64 entries", &mut || {
+                idmap_get_round(&small, 64, &mut rng_small)
+            }),
+            ("65536 entries", &mut || {
+                idmap_get_round(&full, IDMAP_LIMIT as u32, &mut rng_full)
+            }),
+        ],
+    )?;
+    drop((small, full));
+    let small = idmap_filled(&cache, 64 - IDMAP_CHUNK)?;
+    let full = idmap_filled(&cache, IDMAP_LIMIT - IDMAP_CHUNK)?;
+    measure_set(
+        out,
+        "idmap INSERT",
+        &mut [
+            ("64 entries", &mut || idmap_insert_round(&small)),
+            ("65536 entries", &mut || idmap_insert_round(&full)),
+        ],
+    )?;
+    let n = out.len();
+    for (f, entries) in out[n - 4..]
+        .iter_mut()
+        .zip([64, IDMAP_LIMIT].into_iter().cycle())
+    {
+        f.count = entries;
+    }
+    Ok(())
+}
+
 /// Allocations made under the lock by each method of the pressure benchmark.
 #[cfg(rslab_sheaf)]
 const PRESSURE_OBJECTS: usize = 8192;
@@ -1095,6 +1249,8 @@ fn run() -> Result<Results> {
         c::rslab_bench_kmalloc_const_4096,
     )?;
     vec_growth(&mut figures)?;
+    #[cfg(rslab_sheaf)]
+    idmap_rows(&mut figures)?;
     for r in figures.iter() {
         pr_info!(
             "{:<26} {:>4} {:<15} {:>6}.{:01} ns/op (min {}.{:01}, max {}.{:01})\n",

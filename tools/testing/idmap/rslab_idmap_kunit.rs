@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rslab's tests of `samples/rslab_idmap_main.rs`: a child module of the driver (`mod tests` at its
-//! end), so that they see its private items.
+//! rslab's tests of `samples/rslab_idmap_main.rs` and its map: a child module of the driver
+//! (`mod tests` at its end), so that they see its private items.
 //!
 //! - The KUnit suite of the map and of the module-independent parts of its files,
 //!   `rslab_idmap`. It runs on caches of its own, in the root memory cgroup, where charges
 //!   cannot fail.
 //! - `test_build`: the module of rslab's test build of the driver (`rslab_idmap_test_main.rs`).
 
-use super::*;
+use super::{map::*, *};
 
 // `Node` is its ID, its value and one link, a one-word `SlabBox`: 24 bytes on a 64-bit
 // kernel, where a two-word box made it 32.
@@ -26,7 +26,7 @@ pub(crate) mod test_build;
 mod idmap {
     use super::*;
     use pin_init::stack_try_pin_init;
-    use rslab::cache::CacheFlags;
+    use rslab::cache::{CacheFlags, KmemCache};
 
     /// What the driver's calls do without a report, and the map's size.
     impl IdMap<'_> {
