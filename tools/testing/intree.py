@@ -13,8 +13,9 @@ RFC generated from the sources that build rslab.ko.
 
       Series (SERIES below): `align`, one patch that tests the extended kmalloc alignment
       guarantee in the kernel crate's allocator test (tools/testing/intree/align/); `kmalloc`,
-      one patch that makes the kernel crate's Kmalloc allocate as kmalloc() and free with
-      kfree() (tools/testing/intree/kmalloc/); `slab`, the RFC: the library files under
+      two patches that make the kernel crate's Kmalloc allocate as kmalloc() (with the cache
+      chosen at compile time for a constant layout, by the second) and free with kfree()
+      (tools/testing/intree/kmalloc/); `slab`, the RFC: the library files under
       rust/lib/ become rust/kernel/alloc/slab{.rs,/}, one commit per step.
 
   intree.py probe --ksrc DIR --cache DIR --out DIR
