@@ -26,7 +26,8 @@ RFC generated from the sources that build rslab.ko.
       no out-of-tree wording, base-commit and Signed-off-by present), checkpatch.pl --strict on
       every patch, a build of the tree at every step (each patch builds on its own), the tree's
       own `kunit.py run` with the series' kunitconfig at the last step; for `align`, the same
-      run on the tree without the guarantee must fail the new case; for `slab`, `make rustdoc`.
+      run on the tree without the guarantee must fail the new case, and for `kmalloc` with a
+      kmalloc_type() that ignores __GFP_DMA; for `slab`, `make rustdoc`.
       Fails unless every expected suite ran and passed and nothing else failed.
 
 The transformation from rust/lib/ is mechanical and checked: cfgs that only exist out of tree
@@ -550,6 +551,13 @@ SERIES = [
         'dir': INTREE / 'kmalloc',
         'kunitconfig': INTREE / 'kmalloc/kunitconfig',
         'suites': ['rust_allocator', 'rust_kvec'],
+        'mutation': {
+            'diff': INTREE / 'kmalloc/mutation-dma-type.diff',
+            'what': 'a Rust kmalloc_type() that ignores __GFP_DMA',
+            'suite': 'rust_allocator',
+            'fail': ['test_kmalloc_cache_choice'],
+            'pass': ['test_alignment'],
+        },
     },
     {
         'name': 'slab',
