@@ -15,7 +15,7 @@
 #   make htmldocs   Sphinx HTML of Documentation/ in out/htmldocs/ (warnings fail)
 #   make patches    the in-tree patch series in out/patches/$KVER/SERIES/ (SERIES=a,b: some)
 #   make check-intree  the series in a kernel tree, tested by the tree's own kunit.py run
-#   make bench-intree  the kmalloc series' figures: KBox::new() against C, before and after
+#   make bench-intree  the kmalloc series' figures: KBox::new() against C, before and per patch
 #   make clean
 #
 # Test kernel matrix: KVER=7.2 (default) or 7.3; ARCH=x86_64 (default) or arm64.

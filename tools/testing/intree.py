@@ -13,8 +13,9 @@ RFC generated from the sources that build rslab.ko.
 
       Series (SERIES below): `align`, one patch that tests the extended kmalloc alignment
       guarantee in the kernel crate's allocator test (tools/testing/intree/align/); `kmalloc`,
-      one patch that makes the kernel crate's Kmalloc allocate as kmalloc() and free with
-      kfree() (tools/testing/intree/kmalloc/); `slab`, the RFC: the library files under
+      two patches that make the kernel crate's Kmalloc allocate as kmalloc() (with the cache
+      chosen at compile time for a constant layout, by the second) and free with kfree()
+      (tools/testing/intree/kmalloc/); `slab`, the RFC: the library files under
       rust/lib/ become rust/kernel/alloc/slab{.rs,/}, one commit per step.
 
   intree.py probe --ksrc DIR --cache DIR --out DIR
@@ -25,7 +26,8 @@ RFC generated from the sources that build rslab.ko.
       no out-of-tree wording, base-commit and Signed-off-by present), checkpatch.pl --strict on
       every patch, a build of the tree at every step (each patch builds on its own), the tree's
       own `kunit.py run` with the series' kunitconfig at the last step; for `align`, the same
-      run on the tree without the guarantee must fail the new case; for `slab`, `make rustdoc`.
+      run on the tree without the guarantee must fail the new case, and for `kmalloc` with a
+      kmalloc_type() that ignores __GFP_DMA; for `slab`, `make rustdoc`.
       Fails unless every expected suite ran and passed and nothing else failed.
 
 The transformation from rust/lib/ is mechanical and checked: cfgs that only exist out of tree
@@ -549,6 +551,13 @@ SERIES = [
         'dir': INTREE / 'kmalloc',
         'kunitconfig': INTREE / 'kmalloc/kunitconfig',
         'suites': ['rust_allocator', 'rust_kvec'],
+        'mutation': {
+            'diff': INTREE / 'kmalloc/mutation-dma-type.diff',
+            'what': 'a Rust kmalloc_type() that ignores __GFP_DMA',
+            'suite': 'rust_allocator',
+            'fail': ['test_kmalloc_cache_choice'],
+            'pass': ['test_alignment'],
+        },
     },
     {
         'name': 'slab',
@@ -924,14 +933,17 @@ def check(ksrc: Path, cache: Path, out: Path, make_opts, jobs, names):
 
 def bench(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
     """Instructions per allocation + zeroing + free of C's kmalloc() and the kernel crate's
-    KBox::new(), before and after the kmalloc series, each in one boot under QEMU -icount
+    KBox::new(), and per push of a KVec grown to 100,000 elements, before the kmalloc series and
+    after each of its patches, each in one boot under QEMU -icount
     (tools/testing/intree/kmalloc/bench.{rs,c}, added to the tree for the measurement only)."""
     series = series_by_name(['kmalloc'])[0]
     repo, commits, patches, = make_series(series, ksrc, cache, out / 'patches')
     build = cache / ksrc.name / 'build'
     d = series['dir']
     rows = {}
-    for label, ref in (('before', 'base'), ('after', series['name'])):
+    # One boot per step: `before` (the base), then `after1`, `after2`, ... (each patch).
+    steps = [('before', 'base')] + [(f'after{n}', c) for n, c in enumerate(commits, 1)]
+    for label, ref in steps:
         git(repo, 'checkout', '-q', '-f', ref)
         for path, add in (('rust/kernel/alloc/allocator.rs', 'bench.rs'),
                           ('rust/helpers/slab.c', 'bench.c')):
@@ -947,20 +959,33 @@ def bench(ksrc: Path, cache: Path, out: Path, make_opts, jobs):
         found = re.findall(r'bench: (\w+) (\d+) ([\d.]+) ([\d.]+)', text)
         if rc != 0 or not found:
             die(f'the benchmark did not run {label} the series ({out}/kunit-bench-{label}.log)')
+        # Every row of every boot, named by its boot: the ratios are to the same boot's C.
         for what, size, med, low in found:
-            rows.setdefault(int(size), {})[f'{what}' if what != 'kbox' else f'kbox_{label}'] = \
+            rows.setdefault(int(size), {})[f'{what}_{label}'] = \
                 {'median': float(med), 'min': float(low)}
     git(repo, 'checkout', '-q', '-f', series['name'])
     (out / 'bench.json').write_text(json.dumps(rows, indent=1, sort_keys=True) + '\n')
-    print('instructions per kmalloc + memset + kfree, median of 21 rounds of 20,000, '
-          'ratio to C with a compile-time size')
-    print(f'{"size":>6} {"C const":>9} {"C var":>15} {"KBox before":>17} {"KBox after":>17}')
+    labels = [label for label, _ in steps]
+    print('instructions per kmalloc + memset + kfree, median of 21 rounds of 20,000; ratio to C '
+          'with a compile-time size in the same boot')
+    print(f'{"size":>6} ' + ' '.join(f'{h:>15}' for h in (
+        [f'C const {l}' for l in labels] + [f'C var {labels[-1]}'] +
+        [f'KBox {l}' for l in labels])))
     for size in sorted(rows):
         r = rows[size]
-        c = r['c_const']['median']
-        cells = [f'{r[k]["median"]:9.2f} {r[k]["median"] / c:5.3f}'
-                 for k in ('c_var', 'kbox_before', 'kbox_after')]
-        print(f'{size:>6} {c:9.2f} ' + ' '.join(f'{x:>17}' for x in cells))
+        if f'c_const_{labels[-1]}' not in r:
+            continue
+        cells = [f'{r[f"c_const_{l}"]["median"]:15.2f}' for l in labels]
+        for key, l in [('c_var', labels[-1])] + [('kbox', l) for l in labels]:
+            v, c = r[f'{key}_{l}']['median'], r[f'c_const_{l}']['median']
+            cells.append(f'{v:9.2f} {v / c:5.3f}')
+        print(f'{size:>6} ' + ' '.join(cells))
+    for size in sorted(rows):
+        r = rows[size]
+        if f'kvec_push_{labels[-1]}' in r:
+            print(f'KVec<u32> push to {size}, instructions per push (median, min): ' +
+                  ', '.join(f'{l} {r[f"kvec_push_{l}"]["median"]:.2f} '
+                            f'({r[f"kvec_push_{l}"]["min"]:.2f})' for l in labels))
     log(f'benchmark in {out}/bench.json')
 
 

@@ -27,7 +27,8 @@
 #                                per patch, and the tree's own kunit.py run (x86_64) per
 #                                series; SERIES=a,b for some only; --probe: cached or not
 #   rslab.sh bench-intree        instructions of the kernel crate's KBox::new() against C's
-#                                kmalloc(), before and after the kmalloc series (QEMU -icount)
+#                                kmalloc(), and of KVec growth, before the kmalloc series and
+#                                after each of its patches (QEMU -icount)
 #
 # Environment: KDIR (use your own Rust-enabled kernel build instead of the test
 # kernel), LLVM (as for kbuild; default -19 for the test kernel, 1 for KDIR),
