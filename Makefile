@@ -6,6 +6,8 @@
 #   make check      build everything and run every KUnit suite in the test kernel
 #   make check-debug the same in the debug kernel (KASAN, kmemleak, lockdep) with slab_debug
 #   make bench      boot, run the benchmark, print ratios; JSON and PNG in out/bench/
+#                   (BENCH_BEFORE=DIR: the template map's rows against an earlier
+#                   out/bench; BENCH_BEFORE=FILE.patch: measured with FILE applied first)
 #   make boots      boot BOOTS times (default 20) with nothing loaded, count detector reports
 #                   (FLAVOUR=debug: the debug kernel; FIVE_LEVEL=1: a CPU with LA57)
 #   make modules    build the modules only

@@ -3,24 +3,10 @@
 //! rslab template driver: an ID map whose inserts never fail under its lock.
 //!
 //! The map ([`map::IdMap`], `rslab_idmap_map.rs`) hands out consecutive IDs for values and
-//! keeps them in a hash table of nodes behind a `SpinLock`. A batch of values needs one node
-//! each: allocated under the spinlock they would need `GFP_ATOMIC` and a failure path that
-//! undoes half a batch. The sheaf pattern instead:
-//!
-//! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs, take
-//!    them out and charge them to the caller's memory cgroup
-//!    ([`Slot::charge`](rslab::sheaf::Slot::charge)). Only here can an insert fail, and
-//!    nothing has changed yet.
-//! 2. Under the lock: move each value into its node
-//!    ([`Charged::write`](rslab::sheaf::Charged::write), which cannot fail).
-//! 3. After the lock: drop the sheaf; what was not used goes back to the cache.
-//!
-//! The caller learns its first ID by a write to user space, which may fault and fail, so step
-//! 2 takes the lock twice: to check the limits, hand out the IDs and hold the batch's room;
-//! then, once the caller has been told, to link the nodes in. No other thread sees the batch
-//! before; if the caller cannot be told, it never was in the map (its IDs stay used). A
-//! removal likewise writes the value back before it counts. The map's table is sized for
-//! `max_entries` when a file is opened, so nothing grows under the lock.
+//! keeps them in a hash table of nodes behind a `SpinLock`, sized for `max_entries` when a file
+//! is opened. It owns the three steps of an insert (prefill and charge before the lock, fill
+//! under it, return the sheaf after), so that nothing can fail under its lock: its module doc
+//! explains them.
 //!
 //! This file is the misc device `/dev/rslab_idmap`: every open file is a map of its own, driven
 //! by the ioctls of [`abi`]. Everything from user space is checked before it is used, and a
@@ -32,9 +18,9 @@
 //! An open file keeps the module loaded (`rmmod` says "in use"): on 7.2 through [`own_file`].
 //! `Documentation/driver-guide.rst` explains each choice.
 //!
-//! rslab's tests mount at the end (`tools/testing/idmap/`); its test build of the driver
-//! mounts this file and declares the module itself. Copy this file and the map's, rename the
-//! types, and keep the three steps.
+//! rslab's test build of the driver (`tools/testing/idmap/`) mounts this file, declares the
+//! module itself and adds its own module at the end of this one. Copy this file and the map's,
+//! rename the types, and keep the three steps.
 
 use core::mem;
 use kernel::{
@@ -287,7 +273,8 @@ impl kernel::InPlaceModule for IdMapModule {
     }
 }
 
-/// rslab's tests of the driver: its KUnit suite, and the module of rslab's test build.
-#[cfg(rslab_sheaf)]
-#[path = "../tools/testing/idmap/rslab_idmap_kunit.rs"]
-pub(crate) mod tests;
+/// The module of rslab's test build of the driver (`tools/testing/idmap/`), a child module so
+/// that it sees the driver's private items.
+#[cfg(rslab_idmap_test)]
+#[path = "../tools/testing/idmap/rslab_idmap_test_module.rs"]
+pub(crate) mod test_build;

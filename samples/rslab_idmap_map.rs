@@ -1,8 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The map of the template driver `rslab_idmap_main.rs`: IDs to values, in a hash table of
-//! nodes from a slab cache behind a `SpinLock`, filled by the three steps. No ioctl code: the
-//! driver's files, its KUnit tests and the benchmark (`tools/testing/bench/`) use it alike.
+//! nodes from a slab cache behind a `SpinLock`. No ioctl code: the driver's files, its KUnit
+//! tests and the benchmark (`tools/testing/bench/`) use it alike.
+//!
+//! An insert never fails under the lock. A batch of values needs one node each: allocated under
+//! the spinlock they would need `GFP_ATOMIC` and a failure path that undoes half a batch.
+//! [`IdMap::insert_reported`] follows the sheaf pattern instead:
+//!
+//! 1. Before the lock (may sleep): prefill a sheaf with as many nodes as the batch needs, take
+//!    them out and charge them to the caller's memory cgroup
+//!    ([`Slot::charge`](super::rslab::sheaf::Slot::charge)). Only here can an insert fail for
+//!    want of memory, and nothing has changed yet.
+//! 2. Under the lock: move each value into its node
+//!    ([`Charged::write`](super::rslab::sheaf::Charged::write), which cannot fail) and link it
+//!    in.
+//! 3. After the lock: drop the sheaf; what was not used goes back to the cache.
+//!
+//! The caller learns its first ID through `report`, which may fault and fail (the driver writes
+//! to user space), so step 2 takes the lock twice: to check the limits, hand out the IDs and
+//! hold the batch's room; then, once the caller has been told, to link the nodes in. No other
+//! thread sees the batch before; if the caller cannot be told, it never was in the map (its IDs
+//! stay used). A removal likewise reports the value before it counts.
 //!
 //! The table is sized when the map is made, for the most entries it may hold: a power of two of
 //! buckets, one per four entries (16,384, 128 KiB, for the driver's default `max_entries` of
@@ -11,6 +30,9 @@
 //! would suit the dense IDs, but its `store` allocates its own nodes, dropping and retaking its
 //! lock to do so; its `RBTree` needs a `KBox` per node, reserved one allocation at a time.
 //! Neither takes its nodes from a sheaf.
+//!
+//! Everything that the lock protects is private to this file: the driver reaches it only through
+//! [`IdMap`]'s methods, which keep its invariants.
 
 use super::rslab::cache::{KmemCache, SlabBox};
 use kernel::{new_spinlock, prelude::*, sync::SpinLock};
@@ -22,30 +44,39 @@ const LOAD: usize = 4;
 const MIN_BUCKETS: usize = 64;
 const MAX_BUCKETS: usize = 1 << 20;
 
-/// One entry of the map, allocated from the map's cache `'c`.
+/// One entry of the map, allocated from the map's cache `'c`. Its fields are the map's: a
+/// driver names the type only for its cache.
 pub(super) struct Node<'c> {
-    pub(super) id: u32,
-    pub(super) value: u64,
-    pub(super) next: Link<'c>,
+    id: u32,
+    value: u64,
+    next: Link<'c>,
 }
 
 /// A chain of nodes.
-pub(super) type Link<'c> = Option<SlabBox<'c, Node<'c>>>;
+type Link<'c> = Option<SlabBox<'c, Node<'c>>>;
 
 /// One past the last ID: IDs are the `u32` values from 1 to `u32::MAX`.
-pub(super) const ID_END: u64 = u32::MAX as u64 + 1;
+const ID_END: u64 = u32::MAX as u64 + 1;
 
 /// What the lock protects.
-pub(super) struct Inner<'c> {
+///
+/// # Invariants
+///
+/// - `buckets.len() == 1 << (32 - shift)`, and `shift` is in `12..=26` (64 to 2^20 buckets):
+///   [`Inner::bucket`]'s index is below `buckets.len()`.
+/// - Every node is in the chain of `bucket(node.id)`, and no two nodes have the same ID.
+/// - `1 <= next_id <= ID_END`, and every node's ID is below `next_id`.
+/// - `len + pending <= limit`, the map's limit.
+struct Inner<'c> {
     /// The hash table: a power of two of chains, allocated when the map is made.
-    pub(super) buckets: KVVec<Link<'c>>,
+    buckets: KVVec<Link<'c>>,
     /// 32 minus the number of bits of a bucket index.
     shift: u32,
     /// The next ID to hand out; `ID_END` once the ID space is used up. A `u64`, so that
     /// counting up to `ID_END` cannot overflow under the lock.
-    pub(super) next_id: u64,
+    next_id: u64,
     /// Entries in the map, and entries taken out by a removal not yet reported.
-    pub(super) len: usize,
+    len: usize,
     /// Room held for batches whose IDs are handed out but which are not in the map yet.
     pending: usize,
     /// Values inserted, entries removed, inserts failed. A `u64` counts far more calls than a
@@ -70,13 +101,17 @@ pub(super) struct Stats {
 /// The map. It borrows the cache its nodes come from, so the cache cannot go away first: the
 /// driver uses its module's `'static` cache, a test a local one. Dropping the map frees its
 /// nodes.
+///
+/// # Invariants
+///
+/// `inner` keeps the invariants of `Inner` whenever its lock is free, with `limit` as its limit.
 #[pin_data(PinnedDrop)]
 pub(super) struct IdMap<'c> {
     cache: &'c KmemCache<Node<'c>>,
     /// The most entries the map holds.
     limit: usize,
     #[pin]
-    pub(super) inner: SpinLock<Inner<'c>>,
+    inner: SpinLock<Inner<'c>>,
 }
 
 /// Takes the node with `id` out of the chain starting at `head`.
@@ -94,12 +129,16 @@ impl<'c> Inner<'c> {
     /// The bucket of `id`: the top bits of `id * GOLDEN_RATIO_32`, as the kernel's `hash_32()`
     /// takes them, so that consecutive IDs and IDs with a common stride both spread.
     fn bucket(&mut self, id: u32) -> &mut Link<'c> {
-        let b = id.wrapping_mul(0x61c8_8647) >> self.shift;
+        // `shift` is below 32 (the type invariants): `wrapping_shr` shifts by it unchanged,
+        // with no overflow check, and the index is below `1 << (32 - shift)`, the table's
+        // length.
+        let b = id.wrapping_mul(0x61c8_8647).wrapping_shr(self.shift);
         &mut self.buckets[b as usize]
     }
 }
 
-/// An empty hash table for a map of up to `limit` entries, and its [`Inner::shift`].
+/// An empty hash table for a map of up to `limit` entries, and its [`Inner::shift`]: a power
+/// of two of buckets from `MIN_BUCKETS` to `MAX_BUCKETS`, and 32 minus its exponent.
 fn table<'c>(limit: usize) -> Result<(KVVec<Link<'c>>, u32)> {
     let n = limit
         .min(MAX_BUCKETS * LOAD)
@@ -132,6 +171,8 @@ impl<'c> IdMap<'c> {
             limit,
             inner <- {
                 let (buckets, shift) = table?;
+                // INVARIANT: `table` returns `1 << (32 - shift)` empty buckets, `shift` in
+                // `12..=26`; no node, no ID handed out, nothing pending.
                 new_spinlock!(Inner {
                     buckets,
                     shift,
@@ -192,12 +233,15 @@ impl<'c> IdMap<'c> {
             }
             // Below `ID_END`: the cast is exact.
             let first = inner.next_id as u32;
+            // INVARIANT: checked above: `next_id` stays at most `ID_END`, `len + pending` at
+            // most `limit`.
             inner.next_id += n as u64;
             inner.pending += n;
             first
         };
         // No lock held: the report may fault. None of the batch is in the map yet.
         if let Err(e) = report(first) {
+            // INVARIANT: the batch's room is given back; its IDs stay used.
             self.inner.lock().pending -= n;
             return Err(e);
         }
@@ -208,10 +252,12 @@ impl<'c> IdMap<'c> {
             for (i, (node, &value)) in nodes.by_ref().zip(values).enumerate() {
                 // The batch's IDs are all in the ID space: `first + i` cannot overflow.
                 let id = first + i as u32;
+                // INVARIANT: a fresh ID, below `next_id`, in its own bucket.
                 let head = inner.bucket(id);
                 let next = head.take();
                 *head = Some(node.write(Node { id, value, next }));
             }
+            // INVARIANT: the batch's room moves from `pending` to `len`.
             inner.pending -= n;
             inner.len += n;
             inner.inserted += n as u64;
@@ -268,7 +314,8 @@ impl<'c> IdMap<'c> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if let Err(e) = r {
-            // Back where it was; this allocates nothing.
+            // INVARIANT: back in its bucket, its room still counted in `len`; no other node
+            // took its ID, as IDs are never handed out twice. This allocates nothing.
             let head = inner.bucket(id);
             node.next = head.take();
             *head = Some(node);
@@ -282,8 +329,9 @@ impl<'c> IdMap<'c> {
         Ok(value)
     }
 
-    /// Frees every node.
-    pub(super) fn clear(&self) {
+    /// Frees every node. Only for the map's drop and its tests: with a call in flight, `len`
+    /// would no longer count what `pending` and a removal's report rely on.
+    fn clear(&self) {
         let buckets = self.inner.lock().buckets.len();
         for b in 0..buckets {
             // One bucket at a time, each freed outside the lock.
@@ -293,6 +341,8 @@ impl<'c> IdMap<'c> {
                 head = n.next.take();
             }
         }
+        // INVARIANT: every bucket was emptied. Called with `&self` only where no insert or
+        // removal is in flight (the map's drop, a test's end): nothing pending or unreported.
         self.inner.lock().len = 0;
     }
 }
@@ -303,3 +353,9 @@ impl<'c> PinnedDrop for IdMap<'c> {
         self.clear();
     }
 }
+
+// rslab's tests of the map, and the hook of its test build of the driver: a child module, so
+// that they see the map's private items. Not part of a driver: leave it out of a copy.
+#[cfg(any(rslab_idmap_kunit, rslab_idmap_test))]
+#[path = "../tools/testing/idmap/rslab_idmap_kunit.rs"]
+mod tests;

@@ -14,9 +14,11 @@ Reads OUT/<mode>/rslab_bench-results.txt for each mode that ran, writes OUT/resu
 figure, each pair's ratio and its target's verdict, per mode; the growth series; the pressure
 results; the template ID map's rows) and the charts OUT/ratios.png, OUT/kmalloc.png,
 OUT/growth.png, OUT/pressure.png and OUT/idmap.png, and prints the tables. With --before DIR
-(the OUT of an earlier `make bench`, say of a build against another version of the template's
-map; `BENCH_BEFORE=DIR make bench`), the ID map rows also give the ratio to that run's figures. Every pair was measured in the same boot, side by side, so ratios hold under emulation
-where absolute wall-clock times do not.
+(the OUT of an earlier `make bench`, say of a build with
+tools/testing/bench/idmap-64-buckets.patch applied; `BENCH_BEFORE=DIR make bench`), the ID
+map rows also show that run's figures, and, for instruction counts only, the ratio to them:
+wall-clock figures of two boots are not comparable. Every pair was measured in the same boot,
+side by side, so ratios hold under emulation where absolute wall-clock times do not.
 """
 
 import argparse
@@ -165,10 +167,11 @@ IDMAP_GROUPS = ('idmap GET', 'idmap INSERT')
 IDMAP_COUNTS = (64, 65536)
 
 
-def idmap_rows(data, before=None):
+def idmap_rows(data, mode, before=None):
     """The template ID map's rows: instructions (or ns) per call at each entry count, the ratio
-    to the same call at 64 entries, and, given `before` (the same mode of another run), the
-    ratio to that run's figure."""
+    to the same call at 64 entries, and, given `before` (the same mode of another run), that
+    run's figures; the ratio to them (`vs_before`) only in instruction counts, where two boots
+    compare exactly."""
     def figs(d):
         return {(r['group'], r['count']): r['median_ps'] / 1000 for r in d['results']
                 if r['group'] in IDMAP_GROUPS}
@@ -182,7 +185,9 @@ def idmap_rows(data, before=None):
             row = {'call': group.split()[1], 'entries': count, 'per_op': v, 'vs_64': v / small}
             b, b_small = old.get((group, count)), old.get((group, IDMAP_COUNTS[0]))
             if b and b_small:
-                row.update(before_per_op=b, before_vs_64=b / b_small, vs_before=v / b)
+                row.update(before_per_op=b, before_vs_64=b / b_small)
+                if mode == 'icount':
+                    row['vs_before'] = v / b
             rows.append(row)
     return rows
 
@@ -192,24 +197,32 @@ def print_idmap(modes, idmap):
         if not rows:
             continue
         unit, what = MODES[mode]
-        has_before = 'vs_before' in rows[0]
-        print(f'template ID map (samples/rslab_idmap_map.rs), {what}: {unit} per call; "x64" '
-              'is the ratio to the same call at 64 entries' +
-              ('; "after/before" the ratio to the --before run' if has_before else ''))
+        has_before = any('before_per_op' in r for r in rows)
+        ratio = has_before and mode == 'icount'
+        note = ''
+        if ratio:
+            note = '; "after/before" the ratio to the --before run'
+        elif has_before:
+            note = '; "before" is another boot: not comparable to "after" in wall-clock time'
+        print(f'template ID map (samples/rslab_idmap_map.rs), {what}: {unit} per call; "vs 64" '
+              'is the ratio to the same call at 64 entries' + note)
         head = f'{"call":<7} {"entries":>7}'
         if has_before:
-            head += f' {"before":>10} {"x64":>7}'
-        head += f' {"after" if has_before else "per call":>10} {"x64":>7}'
-        if has_before:
+            head += f' {"before":>10} {"vs 64":>7}'
+        head += f' {"after" if has_before else "per call":>10} {"vs 64":>7}'
+        if ratio:
             head += f' {"after/before":>13}'
         print(head)
         for r in rows:
             line = f'{r["call"]:<7} {r["entries"]:>7}'
             if has_before:
-                line += f' {r["before_per_op"]:>10.2f} {r["before_vs_64"]:>6.3f}x'
+                if 'before_per_op' in r:
+                    line += f' {r["before_per_op"]:>10.2f} {r["before_vs_64"]:>6.3f}x'
+                else:
+                    line += f' {"-":>10} {"-":>7}'
             line += f' {r["per_op"]:>10.2f} {r["vs_64"]:>6.3f}x'
-            if has_before:
-                line += f' {r["vs_before"]:>12.4f}x'
+            if ratio:
+                line += (f' {r["vs_before"]:>12.4f}x' if 'vs_before' in r else f' {"-":>13}')
             print(line)
         print()
 
@@ -273,7 +286,7 @@ def print_pressure(modes):
         print()
 
 
-def charts(out: Path, modes, ratios, idmap=None):
+def charts(out: Path, modes, ratios, idmap=None, before_label=None):
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -449,8 +462,13 @@ def charts(out: Path, modes, ratios, idmap=None):
             rows = idmap[mode]
             for ax, call in zip(row, ('GET', 'INSERT')):
                 mine = [r for r in rows if r['call'] == call]
-                series = ([('before', 'before_per_op', '#8c8c8c')] if mine and
-                          'before_per_op' in mine[0] else []) + [('after', 'per_op', '#4c72b0')]
+                if not mine:
+                    ax.set_visible(False)
+                    continue
+                # A before series only where the before run has every row of this call.
+                series = ([('before', 'before_per_op', '#8c8c8c')]
+                          if all('before_per_op' in r for r in mine) else [])
+                series.append(('after', 'per_op', '#4c72b0'))
                 width = 0.8 / len(series)
                 for k, (label, key, color) in enumerate(series):
                     xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(mine))]
@@ -468,8 +486,10 @@ def charts(out: Path, modes, ratios, idmap=None):
                 ax.set_title(f'{call}, {MODES[mode][1]}', fontsize=9)
                 ax.grid(axis='y', alpha=0.3)
                 ax.legend(fontsize=8, loc='upper left')
-        fig.suptitle('the template map (samples/rslab_idmap_map.rs): before, 64 chained buckets; '
-                     'after, a table sized for max_entries', fontsize=10)
+        title = 'the template map (samples/rslab_idmap_map.rs), per call'
+        if before_label and any('before_per_op' in r for m in imodes for r in idmap[m]):
+            title += f'; before: {before_label}'
+        fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         fig.savefig(out / 'idmap.png', dpi=110)
         plt.close(fig)
@@ -482,6 +502,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('out', type=Path)
     ap.add_argument('--before', type=Path, help='the OUT of an earlier run, for the ID map rows')
+    ap.add_argument('--before-label', help='what the --before run measured, for the chart '
+                    '(default: its directory)')
     args = ap.parse_args()
 
     modes = load(args.out)
@@ -493,7 +515,7 @@ def main():
         print(f'no results under {args.before}', file=sys.stderr)
         return 1
     ratios = {mode: pair_rows(data, mode) for mode, data in modes.items()}
-    idmap = {mode: idmap_rows(data, before.get(mode)) for mode, data in modes.items()}
+    idmap = {mode: idmap_rows(data, mode, before.get(mode)) for mode, data in modes.items()}
     try:
         revision = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout.strip()
@@ -508,13 +530,15 @@ def main():
                          'pressure': data.get('pressure'), 'idmap': idmap[mode]}
                   for mode, data in modes.items()},
         'before': str(args.before) if args.before else None,
+        'before_label': args.before_label,
     }
     (args.out / 'results.json').write_text(json.dumps(result, indent=2) + '\n')
     print_tables(modes, ratios)
     print_growth(modes)
     print_pressure(modes)
     print_idmap(modes, idmap)
-    written = charts(args.out, modes, ratios, idmap)
+    label = args.before_label or (str(args.before) if args.before else None)
+    written = charts(args.out, modes, ratios, idmap, label)
     print(f'wrote {args.out / "results.json"}' +
           ''.join(f', {p.name}' for p in written))
     return 0

@@ -9,7 +9,11 @@
 #   rslab.sh check               boot, run every KUnit suite, fail on any problem
 #   rslab.sh check-debug         the same on the debug kernel (KASAN, kmemleak, lockdep,
 #                                debug objects), booted with slab_debug
-#   rslab.sh bench               boot, run the benchmark module, print ratios, write JSON + PNG
+#   rslab.sh bench               boot, run the benchmark module, print ratios, write JSON + PNG.
+#                                BENCH_BEFORE=DIR: the template map's rows also against an
+#                                earlier run's OUT/bench; BENCH_BEFORE=FILE.patch: first
+#                                measure with FILE applied (tools/testing/bench/
+#                                idmap-64-buckets.patch), into OUT/bench-before
 #   rslab.sh boots               boot the test kernel BOOTS times (default 20) with nothing to
 #                                load; fail if any boot's log has a detector report.
 #                                FLAVOUR=debug: the debug kernel, with slab_debug as check-debug
@@ -217,25 +221,50 @@ check)
 	;;
 bench)
 	kernel_env
-	build_modules
 	"$VENV/bin/python3" -c 'import matplotlib' 2>/dev/null || {
 		log "pip install matplotlib (for the chart)"
 		"$VENV/bin/pip" install -q matplotlib >&2
 	}
-	rm -rf "$OUT/bench"
-	# Instruction counts first (one guest nanosecond is one executed instruction, so the
-	# figures repeat exactly), then wall clock. BENCH_MODES picks a subset.
-	for mode in ${BENCH_MODES:-icount wallclock}; do
-		case $mode in
-		icount) opts=(--qemu-opts "-icount shift=0,sleep=off") ;;
-		wallclock) opts=() ;;
-		*) die "unknown benchmark mode '$mode' (icount, wallclock)" ;;
-		esac
-		# 512 MiB: the pressure benchmark's hog takes it all.
-		runner --mode bench --out "$OUT/bench/$mode" --memory 512M ${opts[@]+"${opts[@]}"} \
-			--label "$KERNEL_NAME $mode" "$BENCH_MODULE" || die "benchmark boot ($mode) failed"
-	done
-	"$VENV/bin/python3" "$here/bench.py" ${BENCH_BEFORE:+--before "$BENCH_BEFORE"} "$OUT/bench"
+	# bench_boots DIR: the benchmark's boots, each mode's results in DIR/MODE.
+	bench_boots() {
+		rm -rf "$1"
+		# Instruction counts first (one guest nanosecond is one executed instruction, so the
+		# figures repeat exactly), then wall clock. BENCH_MODES picks a subset.
+		for mode in ${BENCH_MODES:-icount wallclock}; do
+			case $mode in
+			icount) opts=(--qemu-opts "-icount shift=0,sleep=off") ;;
+			wallclock) opts=() ;;
+			*) die "unknown benchmark mode '$mode' (icount, wallclock)" ;;
+			esac
+			# 512 MiB: the pressure benchmark's hog takes it all.
+			runner --mode bench --out "$1/$mode" --memory 512M ${opts[@]+"${opts[@]}"} \
+				--label "$KERNEL_NAME $mode" "$BENCH_MODULE" ||
+				die "benchmark boot ($mode) failed"
+		done
+	}
+	before=${BENCH_BEFORE:-}
+	before_opts=()
+	case $before in
+	*.patch)
+		# The "before" build: the patch applied for one build and its boots, then taken out.
+		patch=$(realpath "$before")
+		git -C "$root" apply --check "$patch" || die "$before does not apply"
+		log "bench: before, with $before applied"
+		git -C "$root" apply "$patch"
+		trap 'git -C "$root" apply -R "$patch"' EXIT
+		build_modules
+		bench_boots "$OUT/bench-before"
+		git -C "$root" apply -R "$patch"
+		trap - EXIT
+		log "bench: after, $before taken out again"
+		before=$OUT/bench-before
+		before_opts=(--before-label "$(basename "$patch")")
+		;;
+	esac
+	build_modules
+	bench_boots "$OUT/bench"
+	"$VENV/bin/python3" "$here/bench.py" ${before:+--before "$before"} \
+		${before_opts[@]+"${before_opts[@]}"} "$OUT/bench"
 	;;
 check-debug)
 	[ "${ARCH:-x86_64}" = x86_64 ] || die "check-debug builds the x86_64 debug kernel only"

@@ -1,23 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rslab's tests of `samples/rslab_idmap_main.rs` and its map: a child module of the driver
-//! (`mod tests` at its end), so that they see its private items.
+//! rslab's tests of the template's map, `samples/rslab_idmap_map.rs`: a child module of the map
+//! (`mod tests` at its end, in the driver's build with `--cfg rslab_idmap_kunit` and in rslab's
+//! test build of the driver), so that they see its private items.
 //!
-//! - The KUnit suite of the map and of the module-independent parts of its files,
-//!   `rslab_idmap`. It runs on caches of its own, in the root memory cgroup, where charges
-//!   cannot fail.
-//! - `test_build`: the module of rslab's test build of the driver (`rslab_idmap_test_main.rs`).
+//! - The KUnit suite of the map, `rslab_idmap`. It runs on caches of its own, in the root
+//!   memory cgroup, where charges cannot fail.
+//! - [`IdMap::start_at`], the one way into the map's state from outside it: the `first_id` hook
+//!   of rslab's test build (`rslab_idmap_test_module.rs`), and the KUnit tests' way to the end
+//!   of the ID space.
 
-use super::{map::*, *};
+use super::*;
 
 // `Node` is its ID, its value and one link, a one-word `SlabBox`: 24 bytes on a 64-bit
 // kernel, where a two-word box made it 32.
 #[cfg(target_pointer_width = "64")]
-kernel::static_assert!(mem::size_of::<Node<'static>>() == 24);
+kernel::static_assert!(core::mem::size_of::<Node<'static>>() == 24);
 
-#[cfg(rslab_idmap_test)]
-#[path = "rslab_idmap_test_module.rs"]
-pub(crate) mod test_build;
+impl IdMap<'_> {
+    /// Makes `first` (at least 1) the next ID to hand out: a map whose ID space runs out soon.
+    /// rslab's test hook, used by its test build's `open` and its KUnit tests only; called on
+    /// a new map, before any insert.
+    pub(crate) fn start_at(&self, first: u32) {
+        // INVARIANT: `1 <= first < ID_END`; the map is empty, so no node has an ID above it.
+        self.inner.lock().next_id = u64::from(first.max(1));
+    }
+}
 
 #[cfg(rslab_sheaf)]
 // Not in the test build, whose module is loaded for the client only.
@@ -25,8 +33,8 @@ pub(crate) mod test_build;
 #[kernel::macros::kunit_tests(rslab_idmap)]
 mod idmap {
     use super::*;
+    use crate::rslab::cache::{CacheFlags, CacheOptions};
     use pin_init::stack_try_pin_init;
-    use rslab::cache::{CacheFlags, KmemCache};
 
     /// What the driver's calls do without a report, and the map's size.
     impl IdMap<'_> {
@@ -42,11 +50,6 @@ mod idmap {
 
         fn len(&self) -> usize {
             self.inner.lock().len
-        }
-
-        /// Makes `first` the next ID to hand out, near the end of the ID space.
-        fn start_at(&self, first: u32) {
-            self.inner.lock().next_id = u64::from(first);
         }
     }
 

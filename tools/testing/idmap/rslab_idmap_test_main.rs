@@ -22,7 +22,7 @@ use kernel::prelude::*;
 #[path = "../../../samples/rslab_idmap_main.rs"]
 mod driver;
 
-use driver::tests::test_build::TestModule;
+use driver::test_build::TestModule;
 
 module! {
     type: TestModule,

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The module of rslab's test build of the driver (`rslab_idmap_test_main.rs`): the driver's device
-//! and maps, with the hooks of the build's parameters applied. A child module of the driver's
-//! tests, so that it sees the driver's private items.
+//! and maps, with the hooks of the build's parameters applied. A child module of the driver
+//! (`mod test_build` at its end), so that it sees the driver's private items; the map's own
+//! items stay private to the map, but for its one test hook, [`IdMap::start_at`].
 
-use super::super::*;
+use super::*;
 use rslab::cache::CacheFlags;
 
 /// The test build's device, `/dev/rslab_idmap`: the driver's files, each opened with the
@@ -31,8 +32,8 @@ impl MiscDevice for TestFile {
             GFP_KERNEL_ACCOUNT,
         )?;
         // The hook: the map's first ID (IDs are never 0).
-        let first = rslab::param(&crate::module_parameters::first_id).max(1);
-        me.map.inner.lock().next_id = u64::from(first);
+        let first = rslab::param(&crate::module_parameters::first_id);
+        me.map.start_at(first);
         Ok(me)
     }
 
