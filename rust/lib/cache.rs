@@ -3,16 +3,21 @@
 //! Typed slab caches.
 //!
 //! A [`KmemCache<T>`] is a slab cache for objects of type `T`, created with
-//! `__kmem_cache_create_args()` and destroyed when it is dropped. Objects are initialised in
-//! place and handed out as [`SlabBox<'c, T>`], an owning pointer that borrows the cache: the
-//! borrow checker, not a reference count, makes it impossible to destroy the cache while an
-//! object (or a [`Sheaf`](super::sheaf::Sheaf)) still needs it. Allocation and free
-//! touch no atomic counter of rslab's.
+//! `__kmem_cache_create_args()` and destroyed when it is dropped.
+// upstream-part alloc: begin
 //!
+//! Objects are handed out as [`SlabBox<'c, T>`], an owning pointer that borrows the cache: the
+//! borrow checker, not a reference count, makes it impossible to destroy the cache while an
+//! object still needs it. Allocation and free touch no atomic counter of rslab's.
+// upstream-part alloc: end
+//!
+// upstream-omit: begin
 //! For the common case of a cache that lives as long as the module, create it in module init
 //! and keep it in a [`StaticCache`](super::static_cache::StaticCache); its objects are
 //! `SlabBox<'static, T>`.
 //!
+// upstream-omit: end
+// upstream-part alloc: begin
 //! # Examples
 //!
 //! ```
@@ -30,25 +35,58 @@
 //! drop(cache); // kmem_cache_destroy(); `n` could not outlive it.
 //! # Ok::<(), Error>(())
 //! ```
+// upstream-part alloc: end
 
-use super::gfp;
-use core::{
-    marker::PhantomData,
-    mem,
-    ops::{Deref, DerefMut, Range},
-    pin::Pin,
-    ptr::NonNull,
-};
+use core::{marker::PhantomData, mem, ptr::NonNull};
+use kernel::{bindings, prelude::*, str::CStr};
+// upstream-part alloc: begin
+use core::ops::{Deref, DerefMut};
+use kernel::alloc::{AllocError, Flags};
+// upstream-part alloc: end
+// upstream-part init: begin
+use core::pin::Pin;
+// upstream-part init: end
+// upstream-part foreign: begin
+use kernel::{ffi::c_void, types::ForeignOwnable};
+// upstream-part foreign: end
+// upstream-omit: begin
+use core::ops::Range;
 use kernel::{
-    alloc::{AllocError, Flags},
-    bindings,
-    ffi::c_void,
-    prelude::*,
-    str::CStr,
     transmute::{AsBytes, FromBytes},
-    types::ForeignOwnable,
     uaccess::{UserSliceReader, UserSliceWriter},
 };
+// upstream-omit: end
+
+// upstream-part alloc: begin
+/// The flags the slab allocator does not accept: the kernel's `GFP_SLAB_BUG_MASK`
+/// (`__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK`, from `mm/internal.h`), built from the
+/// bit numbers of `include/linux/gfp_types.h`.
+pub const SLAB_BUG_MASK: u32 = (1 << bindings::___GFP_DMA32_BIT)
+    | (1 << bindings::___GFP_HIGHMEM_BIT)
+    | !((1 << bindings::___GFP_LAST_BIT) - 1);
+
+/// The raw `gfp_t` of `flags`.
+#[inline]
+pub(crate) fn raw_gfp(flags: Flags) -> u32 {
+    #[cfg(rslab_kernel_crate)]
+    let raw = flags.as_raw();
+    #[cfg(not(rslab_kernel_crate))]
+    let raw = super::gfp::raw(flags);
+    raw
+}
+
+/// The raw `gfp_t` of `flags` for a slab call, or [`AllocError`] for flags in
+/// [`SLAB_BUG_MASK`]: the slab allocator would fix those up with an "Unexpected gfp" warning
+/// and a stack dump.
+#[inline]
+pub(crate) fn slab_gfp(flags: Flags) -> Result<u32, AllocError> {
+    let raw = raw_gfp(flags);
+    if raw & SLAB_BUG_MASK != 0 {
+        return Err(AllocError);
+    }
+    Ok(raw)
+}
+// upstream-part alloc: end
 
 /// Creation-time flags of a slab cache (`SLAB_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,6 +110,7 @@ impl CacheFlags {
     /// (`SLAB_ACCOUNT`); empty, because this kernel has no `CONFIG_MEMCG`.
     #[cfg(not(CONFIG_MEMCG))]
     pub const ACCOUNT: Self = Self(0);
+    // upstream-omit: begin
     /// Full slab debugging for this cache alone, as `slab_debug=FZPU,<name>` would give:
     /// consistency checks, red zones, poisoning and owner tracking. Such a cache has no
     /// per-CPU sheaves (sheaf capacity 0), so every prefill takes the oversize path.
@@ -81,6 +120,7 @@ impl CacheFlags {
             | 1 << bindings::_slab_flag_bits__SLAB_POISON
             | 1 << bindings::_slab_flag_bits__SLAB_STORE_USER,
     );
+    // upstream-omit: end
 }
 
 impl core::ops::BitOr for CacheFlags {
@@ -90,6 +130,7 @@ impl core::ops::BitOr for CacheFlags {
     }
 }
 
+// upstream-part sheaf: begin
 /// Room set aside for the header of a sheaf (`struct slab_sheaf`, private to `mm/slub.c`: 32
 /// bytes on 64-bit kernels of 7.x). The sheaf tests measure the running kernel's header
 /// and check that it fits.
@@ -101,28 +142,44 @@ pub const SHEAF_HEADER_MAX: usize = 64;
 /// object, so they must fit `KMALLOC_MAX_SIZE`; a larger sheaf would make the page allocator
 /// warn before the allocation fails.
 pub const MAX_SHEAF_OBJECTS: usize =
-    (super::layout::KMALLOC_MAX_SIZE - SHEAF_HEADER_MAX) / mem::size_of::<*mut u8>();
+    (bindings::KMALLOC_MAX_SIZE as usize - SHEAF_HEADER_MAX) / mem::size_of::<*mut u8>();
+// upstream-part sheaf: end
 
 /// How to create a [`KmemCache`].
 #[derive(Clone, Copy, Debug)]
 pub struct CacheOptions {
+    // upstream-part sheaf: begin
     sheaf_capacity: u32,
+    // upstream-part sheaf: end
     flags: CacheFlags,
+    // upstream-omit: begin
     useroffset: usize,
     usersize: usize,
+    // upstream-omit: end
 }
 
 impl CacheOptions {
-    /// Defaults: no minimum sheaf capacity (the kernel picks one), no flags, no usercopy region.
+    /// Defaults: no flags.
+    // upstream-part sheaf: begin
+    /// No minimum sheaf capacity (the kernel picks one).
+    // upstream-part sheaf: end
+    // upstream-omit: begin
+    /// No usercopy region.
+    // upstream-omit: end
     pub const fn new() -> Self {
         Self {
+            // upstream-part sheaf: begin
             sheaf_capacity: 0,
+            // upstream-part sheaf: end
             flags: CacheFlags::NONE,
+            // upstream-omit: begin
             useroffset: 0,
             usersize: 0,
+            // upstream-omit: end
         }
     }
 
+    // upstream-omit: begin
     /// The bytes of each object that may be copied to or from user space: `size` bytes at
     /// `offset` (`kmem_cache_args.useroffset`/`usersize`).
     ///
@@ -156,7 +213,9 @@ impl CacheOptions {
         self.usersize = size;
         self
     }
+    // upstream-omit: end
 
+    // upstream-part sheaf: begin
     /// The minimum number of objects a per-CPU sheaf holds (`kmem_cache_args.sheaf_capacity`).
     /// Prefilling up to this many objects takes the fast path; the kernel may round it up.
     ///
@@ -165,6 +224,7 @@ impl CacheOptions {
         self.sheaf_capacity = capacity;
         self
     }
+    // upstream-part sheaf: end
 
     /// Creation flags.
     pub const fn flags(mut self, flags: CacheFlags) -> Self {
@@ -190,11 +250,15 @@ impl Default for CacheOptions {
 ///
 /// - `raw` is a cache created for objects of `size_of::<T>()` bytes aligned to at least
 ///   `align_of::<T>()`.
+// upstream-omit: begin
 /// - Its usercopy region is `useroffset..useroffset + usersize`, within `size_of::<T>()`.
+// upstream-omit: end
 pub struct KmemCache<T> {
     raw: RawCache,
+    // upstream-omit: begin
     useroffset: usize,
     usersize: usize,
+    // upstream-omit: end
     _t: PhantomData<T>,
 }
 
@@ -240,14 +304,22 @@ impl<T> KmemCache<T> {
     /// Creates a cache named `name` (shown in `/proc/slabinfo`) for objects of type `T`.
     ///
     /// Fails with `EINVAL` for a zero-sized `T` or one too large for a slab (the kernel's limit
-    /// for a slab object is `KMALLOC_MAX_SIZE`) and for a usercopy region that does not lie
-    /// within `T`, `E2BIG` for a sheaf capacity above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` when
-    /// the kernel cannot create the cache.
+    /// for a slab object is `KMALLOC_MAX_SIZE`), and with `ENOMEM` when the kernel cannot create
+    /// the cache.
+    // upstream-part sheaf: begin
+    /// A sheaf capacity above [`MAX_SHEAF_OBJECTS`] fails with `E2BIG`.
+    // upstream-part sheaf: end
+    // upstream-omit: begin
+    /// A usercopy region that does not lie within `T` fails with `EINVAL`.
+    // upstream-omit: end
     ///
     /// The name must be one that tools can parse, and unique: an empty name or one with a space
     /// fails with `EINVAL` (with `CONFIG_DEBUG_VM` the kernel would warn about the space; sysfs
     /// about an empty name). A driver that creates one cache per device names each after its
-    /// device, or shares one [`StaticCache`] between them.
+    /// device.
+    // upstream-omit: begin
+    /// Alternatively, the devices share one [`StaticCache`].
+    // upstream-omit: end
     ///
     /// With the library's C helpers (`cfg(rslab_helpers)`), which keep a list of the module's
     /// cache names, a name that a live cache of the same module already has fails with `EEXIST`
@@ -257,8 +329,10 @@ impl<T> KmemCache<T> {
     /// checked: the kernel does not export its list, so a name should carry the driver's
     /// prefix.
     ///
+    // upstream-omit: begin
     /// [`StaticCache`]: super::static_cache::StaticCache
     ///
+    // upstream-omit: end
     /// # Context
     ///
     /// Process context; may sleep.
@@ -268,12 +342,15 @@ impl<T> KmemCache<T> {
             return Err(EINVAL);
         }
         let size = mem::size_of::<T>();
-        if size == 0 || size > super::layout::KMALLOC_MAX_SIZE {
+        if size == 0 || size > bindings::KMALLOC_MAX_SIZE as usize {
             return Err(EINVAL);
         }
+        // upstream-part sheaf: begin
         if options.sheaf_capacity as usize > MAX_SHEAF_OBJECTS {
             return Err(E2BIG);
         }
+        // upstream-part sheaf: end
+        // upstream-omit: begin
         let (useroffset, usersize) = (options.useroffset, options.usersize);
         if useroffset
             .checked_add(usersize)
@@ -283,15 +360,18 @@ impl<T> KmemCache<T> {
         }
         // An empty region has no offset: the kernel warns about an offset without a size.
         let useroffset = if usersize == 0 { 0 } else { useroffset };
+        // upstream-omit: end
         let mut args = bindings::kmem_cache_args {
             align: mem::align_of::<T>() as u32,
+            // upstream-omit: begin
             // Both are at most `size`, which is at most `KMALLOC_MAX_SIZE`.
             useroffset: useroffset as u32,
             usersize: usersize as u32,
-            freeptr_offset: 0,
-            use_freeptr_offset: false,
-            ctor: None,
+            // upstream-omit: end
+            // upstream-part sheaf: begin
             sheaf_capacity: options.sheaf_capacity,
+            // upstream-part sheaf: end
+            ..pin_init::zeroed()
         };
         // SAFETY: `args` is a valid, initialised argument block for the duration of the call.
         let (ptr, name) = unsafe {
@@ -302,48 +382,57 @@ impl<T> KmemCache<T> {
                 options.flags.0 as bindings::slab_flags_t,
             )?
         };
-        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()`, with
-        // the usercopy region checked above, by `helpers::create()`, and is owned by the new
-        // `RawCache`.
+        // INVARIANT: The cache was created for `size_of::<T>()` bytes at `align_of::<T>()` by
+        // `helpers::create()`, and is owned by the new `RawCache`.
+        // upstream-omit: begin
+        // Its usercopy region was checked above.
+        // upstream-omit: end
         Ok(Self {
             raw: RawCache(NonNull::new(ptr).ok_or(ENOMEM)?, name),
+            // upstream-omit: begin
             useroffset,
             usersize,
+            // upstream-omit: end
             _t: PhantomData,
         })
     }
 
+    // upstream-omit: begin
     /// The bytes of each object that may be copied to or from user space (see
     /// [`CacheOptions::usercopy`]); empty when there is no region.
     pub fn usercopy_region(&self) -> Range<usize> {
         self.useroffset..self.useroffset + self.usersize
     }
+    // upstream-omit: end
 
     /// The raw cache pointer, for calls the wrappers do not cover.
     pub fn as_raw(&self) -> *mut bindings::kmem_cache {
         self.raw.0.as_ptr()
     }
 
+    // upstream-part alloc: begin
     /// Allocates an object and moves `value` into it.
     ///
     /// Fails with [`AllocError`] when the slab has no memory, or when `flags` has a bit the slab
-    /// allocator does not accept (see [`gfp::slab`]).
+    /// allocator does not accept (see [`SLAB_BUG_MASK`]).
     ///
     /// # Context
     ///
     /// May sleep if `flags` allows it.
     pub fn alloc(&self, value: T, flags: Flags) -> Result<SlabBox<'_, T>, AllocError> {
-        let slot = self.alloc_uninit(gfp::slab(flags)?)?;
+        let slot = self.alloc_uninit(slab_gfp(flags)?)?;
         // SAFETY: `slot` is valid for writes of a `T` and properly aligned.
         unsafe { slot.as_ptr().write(value) };
         // SAFETY: `slot` is an object of this cache and now holds an initialised `T`.
         Ok(unsafe { SlabBox::from_object(slot, self) })
     }
+    // upstream-part alloc: end
 
+    // upstream-part init: begin
     /// Allocates an object and initialises it in place with `init`. On error nothing leaks.
     ///
     /// Fails with `EINVAL` when `flags` has a bit the slab allocator does not accept (see
-    /// [`gfp::slab`]), `ENOMEM` without memory, and with the initialiser's error.
+    /// [`SLAB_BUG_MASK`]), `ENOMEM` without memory, and with the initialiser's error.
     ///
     /// # Context
     ///
@@ -352,7 +441,7 @@ impl<T> KmemCache<T> {
     where
         Error: From<E>,
     {
-        let slot = self.alloc_uninit(gfp::slab(flags).map_err(|_| EINVAL)?)?;
+        let slot = self.alloc_uninit(slab_gfp(flags).map_err(|_| EINVAL)?)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, and not used again if
         // the initialiser fails.
         match unsafe { init.__init(slot.as_ptr()) } {
@@ -376,7 +465,7 @@ impl<T> KmemCache<T> {
     where
         Error: From<E>,
     {
-        let slot = self.alloc_uninit(gfp::slab(flags).map_err(|_| EINVAL)?)?;
+        let slot = self.alloc_uninit(slab_gfp(flags).map_err(|_| EINVAL)?)?;
         // SAFETY: `slot` is valid for writes of a `T`, properly aligned, never moves (it is a
         // slab object until it is freed), and is not used again if the initialiser fails.
         match unsafe { super::pin_init_slot(slot.as_ptr(), init) } {
@@ -392,14 +481,19 @@ impl<T> KmemCache<T> {
         }
     }
 
-    /// Allocates an uninitialised object with `gfp`, raw flags checked by [`gfp::slab`].
+    // upstream-part init: end
+
+    // upstream-part alloc: begin
+    /// Allocates an uninitialised object with `gfp`, raw flags checked by `slab_gfp()`.
     #[inline]
     fn alloc_uninit(&self, gfp: u32) -> Result<NonNull<T>, AllocError> {
         // SAFETY: By the type invariant `self.ptr` is a live cache.
         let p = unsafe { super::helpers::kmem_cache_alloc(self.as_raw(), gfp) };
         NonNull::new(p.cast()).ok_or(AllocError)
     }
+    // upstream-part alloc: end
 
+    // upstream-part init: begin
     /// Returns an object's memory to the cache without dropping anything.
     ///
     /// # Safety
@@ -409,8 +503,10 @@ impl<T> KmemCache<T> {
         // SAFETY: By the safety requirements, `ptr` is an object of this live cache.
         unsafe { bindings::kmem_cache_free(self.as_raw(), ptr.as_ptr().cast()) };
     }
+    // upstream-part init: end
 }
 
+// upstream-omit: begin
 impl<T> KmemCache<T> {
     /// Returns bytes `offset..offset + len` of `object`, if they lie within the cache's usercopy
     /// region.
@@ -497,7 +593,9 @@ impl<T> KmemCache<T> {
         reader.read_slice(unsafe { bytes.as_mut() })
     }
 }
+// upstream-omit: end
 
+// upstream-part alloc: begin
 /// An owning pointer to a `T` in a [`KmemCache<T>`]; dropping it drops the `T` and frees the
 /// object.
 ///
@@ -508,11 +606,15 @@ impl<T> KmemCache<T> {
 /// that costs a few instructions more per free than `kmem_cache_free()`, which is given the
 /// cache.
 ///
-/// A box of a cache that lives as long as the module (a
-/// [`StaticCache`](super::static_cache::StaticCache)) is a `SlabBox<'static, T>`: it can be
-/// handed to C or stored in the kernel's `XArray` through [`ForeignOwnable`], and converted to
-/// and from the `Box` of a [`static_cache_allocator!`](crate::static_cache_allocator) at no
+// upstream-part foreign: begin
+/// A box of a cache that lives as long as the module is a `SlabBox<'static, T>`: it can be
+/// handed to C or stored in the kernel's `XArray` through [`ForeignOwnable`].
+// upstream-part foreign: end
+// upstream-omit: begin
+/// Such a cache is a [`StaticCache`](super::static_cache::StaticCache), and its boxes convert
+/// to and from the `Box` of a [`static_cache_allocator!`](crate::static_cache_allocator) at no
 /// cost.
+// upstream-omit: end
 ///
 /// # Examples
 ///
@@ -525,9 +627,11 @@ impl<T> KmemCache<T> {
 ///
 /// let cache = KmemCache::<u64>::new(c"rslab_doc_raw", CacheOptions::new())?;
 /// let object = cache.alloc(42, GFP_KERNEL)?;
+// upstream-part foreign: begin
 /// let raw = SlabBox::into_raw(object);
 /// // SAFETY: `raw` came from `SlabBox::into_raw` of a box of `cache`, which is still alive.
 /// let object = unsafe { SlabBox::<'_, u64>::from_raw(raw) };
+// upstream-part foreign: end
 /// assert_eq!(*object, 42);
 /// # Ok::<(), Error>(())
 /// ```
@@ -595,6 +699,7 @@ impl<'c, T> SlabBox<'c, T> {
         }
     }
 
+    // upstream-part foreign: begin
     /// Gives up ownership of the object and returns its pointer, as [`KBox::into_raw`] does.
     /// [`Self::from_raw`] takes it back.
     ///
@@ -621,14 +726,18 @@ impl<'c, T> SlabBox<'c, T> {
         // of a cache that lives for `'c`, holding a `T` whose ownership the caller gives up.
         unsafe { Self::from_owned(NonNull::new_unchecked(ptr)) }
     }
+    // upstream-part foreign: end
 
+    // upstream-part init: begin
     /// Pins the object; it never moves anyway.
     pub fn into_pin(this: Self) -> Pin<Self> {
         // SAFETY: The object lives at the same address until it is freed, and `SlabBox` gives
         // no way to move it out of a `Pin<SlabBox>`.
         unsafe { Pin::new_unchecked(this) }
     }
+    // upstream-part init: end
 
+    // upstream-part foreign: begin
     /// Moves the value out and frees the object.
     pub fn into_inner(this: Self) -> T {
         let this = mem::ManuallyDrop::new(this);
@@ -640,6 +749,7 @@ impl<'c, T> SlabBox<'c, T> {
         unsafe { free_object(this.ptr) };
         value
     }
+    // upstream-part foreign: end
 }
 
 impl<T> Deref for SlabBox<'_, T> {
@@ -667,7 +777,9 @@ impl<T> Drop for SlabBox<'_, T> {
         unsafe { free_object(self.ptr) };
     }
 }
+// upstream-part alloc: end
 
+// upstream-part foreign: begin
 // SAFETY: `into_foreign` returns the non-NULL start of a slab object holding a `T`. The slab
 // aligns every object to at least `align_of::<T>()` (the cache's alignment) and to the size of
 // a pointer (`calculate_alignment()` in mm/slab_common.c; red zones and KFENCE keep it).
@@ -710,6 +822,7 @@ unsafe impl<T: 'static> ForeignOwnable for SlabBox<'static, T> {
         unsafe { &mut *ptr.cast::<T>() }
     }
 }
+// upstream-part foreign: end
 
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_cache)]
@@ -717,11 +830,13 @@ mod tests {
     use super::super::check;
     use super::*;
     use core::cell::Cell;
+    use kernel::sync::atomic::{Atomic, Relaxed};
+    // upstream-omit: begin
     use kernel::{
         ffi::c_ulong,
-        sync::atomic::{Atomic, Relaxed},
         uaccess::{UserPtr, UserSlice},
     };
+    // upstream-omit: end
 
     struct Counted<'a> {
         drops: &'a Cell<usize>,
@@ -832,6 +947,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-part sheaf: begin
     #[test]
     fn sheaf_capacity_beyond_a_sheaf_is_refused() -> Result {
         // 1 << 20 objects would need an 8 MiB pointer array: the page allocator would warn
@@ -856,6 +972,7 @@ mod tests {
         check!(*c.alloc(5, GFP_KERNEL)? == 5, "cache with capacity 1024");
         Ok(())
     }
+    // upstream-part sheaf: end
 
     #[test]
     fn flags_the_slab_rejects_are_errors() -> Result {
@@ -884,6 +1001,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: begin
     // From include/uapi/asm-generic/mman-common.h (x86_64 and arm64 use these values); the
     // bindings do not carry them.
     const PROT_READ: c_ulong = 0x1;
@@ -1018,6 +1136,8 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: end
+
     #[test]
     fn long_runtime_names_are_copied() -> Result {
         // `&CStr` makes an unterminated name impossible; length is not limited, and the slab
@@ -1037,6 +1157,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: begin
     #[test]
     fn debug_cache_works() -> Result {
         let cache = KmemCache::<[u32; 10]>::new(
@@ -1053,6 +1174,8 @@ mod tests {
         );
         Ok(())
     }
+    // upstream-omit: end
+
     #[test]
     fn accounted_cache_works() -> Result {
         // `SLAB_ACCOUNT` (with `CONFIG_MEMCG`): every object charged to the allocating task's

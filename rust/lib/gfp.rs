@@ -52,13 +52,6 @@ const RAW: [u32; N] = [
 /// `__GFP_ACCOUNT`, which the bindings do not export on its own.
 pub const GFP_ACCOUNT: u32 = bindings::GFP_KERNEL_ACCOUNT & !bindings::GFP_KERNEL;
 
-/// The flags the slab allocator does not accept: the kernel's `GFP_SLAB_BUG_MASK`
-/// (`__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK`, from `mm/internal.h`), built from the
-/// bit numbers of `include/linux/gfp_types.h`.
-pub const SLAB_BUG_MASK: u32 = (1 << bindings::___GFP_DMA32_BIT)
-    | (1 << bindings::___GFP_HIGHMEM_BIT)
-    | !((1 << bindings::___GFP_LAST_BIT) - 1);
-
 /// The raw bits of the atom selected by `signs` (bit `i` set: inside generator `i`).
 const fn atom_raw(signs: u32) -> u32 {
     let mut bits = u32::MAX;
@@ -136,7 +129,8 @@ fn raw_slow(gens: &[Flags; N], flags: Flags) -> u32 {
 }
 
 /// Returns the raw `gfp_t` bits of `flags` for a slab allocation, or [`AllocError`] if they
-/// have a bit of [`SLAB_BUG_MASK`], which the slab allocator would warn about.
+/// have a bit of [`SLAB_BUG_MASK`](super::cache::SLAB_BUG_MASK), which the slab allocator
+/// would warn about.
 ///
 /// Every rslab call that allocates from a slab (the kmalloc backend, caches, sheaves) checks
 /// its flags with this function; with constant flags the check folds away.
@@ -152,11 +146,7 @@ fn raw_slow(gens: &[Flags; N], flags: Flags) -> u32 {
 /// ```
 #[inline]
 pub fn slab(flags: Flags) -> Result<u32, AllocError> {
-    let raw = raw(flags);
-    if raw & SLAB_BUG_MASK != 0 {
-        return Err(AllocError);
-    }
-    Ok(raw)
+    super::cache::slab_gfp(flags)
 }
 
 /// An empty `Flags` value, built from public constants.
@@ -167,6 +157,7 @@ pub fn empty() -> Flags {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_gfp)]
 mod tests {
+    use super::super::cache::SLAB_BUG_MASK;
     use super::*;
 
     #[test]

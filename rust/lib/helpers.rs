@@ -15,10 +15,13 @@
 //! Out of tree, every module that includes the library compiles `rust/lib/helpers.c` into itself
 //! and sets `cfg(rslab_helpers)`: with allocation profiling the calls go through that file's
 //! functions, each the C macro's call, attributed to its line there. The same file keeps the
-//! list of the module's cache names (see [`create`]). In the tree (no such file) the library
+//! list of the module's cache names (see `create()`). In the tree (no such file) the library
 //! calls the `_noprof` functions itself.
 
-use kernel::{bindings, ffi::c_void, prelude::*};
+use kernel::{bindings, prelude::*};
+// upstream-part alloc: begin
+use kernel::ffi::c_void;
+// upstream-part alloc: end
 #[cfg(rslab_helpers)]
 /// The module's copy of `rust/lib/helpers.c`.
 mod c {
@@ -51,13 +54,14 @@ mod c {
     }
 }
 
+// upstream-part alloc: begin
 /// `kmem_cache_alloc(s, flags)`, the call C's macro makes.
 ///
 /// # Safety
 ///
 /// `s` is a live cache.
 #[inline(always)]
-pub unsafe fn kmem_cache_alloc(
+pub(crate) unsafe fn kmem_cache_alloc(
     s: *mut bindings::kmem_cache,
     flags: bindings::gfp_t,
 ) -> *mut c_void {
@@ -70,14 +74,16 @@ pub unsafe fn kmem_cache_alloc(
     // SAFETY: The caller guarantees that `s` is a live cache.
     unsafe { bindings::kmem_cache_alloc_noprof(s, flags) }
 }
+// upstream-part alloc: end
 
+// upstream-omit: begin
 /// `kmem_cache_alloc_node(s, flags, node)`, the call C's macro makes.
 ///
 /// # Safety
 ///
 /// `s` is a live cache, and `node` is `NUMA_NO_NODE` or a node number below `MAX_NUMNODES`.
 #[inline(always)]
-pub unsafe fn kmem_cache_alloc_node(
+pub(crate) unsafe fn kmem_cache_alloc_node(
     s: *mut bindings::kmem_cache,
     flags: bindings::gfp_t,
     node: i32,
@@ -90,6 +96,7 @@ pub unsafe fn kmem_cache_alloc_node(
     // SAFETY: By the caller's guarantees.
     unsafe { bindings::kmem_cache_alloc_node_noprof(s, flags, node) }
 }
+// upstream-omit: end
 
 /// `kmem_cache_alloc_from_sheaf(s, flags, sheaf)`, the call C's macro makes.
 ///
@@ -99,7 +106,7 @@ pub unsafe fn kmem_cache_alloc_node(
 /// most `__GFP_ZERO` and `__GFP_ACCOUNT`.
 #[cfg(rslab_sheaf)]
 #[inline(always)]
-pub unsafe fn kmem_cache_alloc_from_sheaf(
+pub(crate) unsafe fn kmem_cache_alloc_from_sheaf(
     s: *mut bindings::kmem_cache,
     flags: bindings::gfp_t,
     sheaf: *mut bindings::slab_sheaf,
@@ -113,14 +120,14 @@ pub unsafe fn kmem_cache_alloc_from_sheaf(
     unsafe { bindings::kmem_cache_alloc_from_sheaf_noprof(s, flags, sheaf) }
 }
 
-/// A cache's name, held for it out of tree until [`destroy`] releases it: merged caches share
-/// one `struct kmem_cache`, so the name, not the cache, says what to release.
 #[cfg(rslab_helpers)]
-pub struct Name(*mut c_void);
+/// A cache's name, held for it by the helpers until [`destroy`] releases it: merged caches
+/// share one `struct kmem_cache`, so the name, not the cache, says what to release.
+pub(crate) struct Name(*mut c_void);
 
-/// A cache's name, held for it out of tree; nothing to hold in the kernel tree.
 #[cfg(not(rslab_helpers))]
-pub struct Name(());
+/// A cache's name, for [`destroy`]: nothing to hold when the slab calls are made directly.
+pub(crate) struct Name(());
 
 /// Creates a cache: `__kmem_cache_create_args(name, size, args, flags)`, or `ENOMEM` when the
 /// kernel cannot. A cache created here is destroyed with [`destroy`], with the [`Name`]
@@ -135,7 +142,7 @@ pub struct Name(());
 /// # Safety
 ///
 /// `args` is valid for reads and writes for the duration of the call.
-pub unsafe fn create(
+pub(crate) unsafe fn create(
     name: &CStr,
     size: u32,
     args: *mut bindings::kmem_cache_args,
@@ -170,7 +177,7 @@ pub unsafe fn create(
 ///
 /// `s` and `name` are a cache and its name returned together by [`create`], owned by the
 /// caller; neither is used afterwards.
-pub unsafe fn destroy(s: *mut bindings::kmem_cache, name: &Name) {
+pub(crate) unsafe fn destroy(s: *mut bindings::kmem_cache, name: &Name) {
     #[cfg(rslab_helpers)]
     // SAFETY: By the caller's guarantees; `name.0` is the helper's entry for this cache's name.
     unsafe {

@@ -9,7 +9,7 @@
 //! trigger the page allocator's warning.
 //!
 //! Flags the slab allocator does not accept (`__GFP_HIGHMEM` and the rest of
-//! [`SLAB_BUG_MASK`](super::gfp::SLAB_BUG_MASK)) fail with [`AllocError`] too, where the
+//! [`SLAB_BUG_MASK`](super::cache::SLAB_BUG_MASK)) fail with [`AllocError`] too, where the
 //! kernel would warn "Unexpected gfp ... Fix your code!" with a stack dump.
 //!
 //! # At C's cost
@@ -370,10 +370,10 @@ impl Kmalloc {
     }
 
     /// Allocates `size` bytes (`1 <= size <= KMALLOC_MAX_SIZE`) with the raw flags `flags`, free
-    /// of [`gfp::SLAB_BUG_MASK`], the way C's `kmalloc()` does for a size known at compile time:
-    /// from the cache of [`cache()`], from the page allocator above the slab range, or through
-    /// the run-time-size entry point where the cache depends on the call site. Returns NULL on
-    /// failure.
+    /// of [`SLAB_BUG_MASK`](super::cache::SLAB_BUG_MASK), the way C's `kmalloc()` does for a size
+    /// known at compile time: from the cache of [`cache()`], from the page allocator above the
+    /// slab range, or through the run-time-size entry point where the cache depends on the call
+    /// site. Returns NULL on failure.
     ///
     /// The result is a kmalloc object of at least `size` bytes, which `kfree()` frees, aligned
     /// to [`pow2_divisor`](super::layout::pow2_divisor)`(size)` by kmalloc's guarantee.

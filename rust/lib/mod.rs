@@ -10,9 +10,11 @@
 //! - [`stats`]: an opt-in wrapper of that allocator that counts where the bytes go.
 //! - [`cache`]: typed slab caches, [`cache::KmemCache<T>`], whose objects borrow the cache.
 //! - [`static_cache`]: module-lifetime caches and `Box` allocators over them.
-//! - [`sheaf`]: prefilled sheaves for allocations that cannot fail under a lock, when the kernel
-//!   exports the sheaf API (`cfg(rslab_sheaf)`, set by `scripts/sheaf.mk`); otherwise a stub
-//!   whose use is a compile error that says so.
+//! - [`sheaf`]: prefilled sheaves for allocations that cannot fail under a lock.
+// upstream-omit: begin
+//!   Built when the kernel exports the sheaf API (`cfg(rslab_sheaf)`, set by
+//!   `scripts/sheaf.mk`); otherwise a stub whose use is a compile error that says so.
+// upstream-omit: end
 //! - [`gfp`]: the raw `gfp_t` of a `Flags` value, for the slab calls.
 //! - [`helpers`]: the slab calls that C makes through macros (`kmem_cache_alloc()` with its
 //!   allocation-profiling hooks, and friends), and cache creation and destruction.

@@ -12,8 +12,11 @@
 //! 3. Inside the critical section, [`Slot::alloc`] (or [`Slot::init`]) takes the object out of
 //!    the sheaf (`kmem_cache_alloc_from_sheaf()`): it returns a [`SlabBox`] directly, with no
 //!    error to handle, and never sleeps.
-//! 4. [`Sheaf::refill`] tops the sheaf up for the next round; dropping the sheaf (or
-//!    [`Sheaf::return_with`]) gives the unused objects back (`kmem_cache_return_sheaf()`).
+//! 4. Dropping the sheaf (or [`Sheaf::return_with`]) gives the unused objects back
+//!    (`kmem_cache_return_sheaf()`).
+// upstream-part refill: begin
+//!    Or [`Sheaf::refill`] tops the sheaf up for the next round.
+// upstream-part refill: end
 //!
 //! This is the slab counterpart of the kernel crate's `RBTreeNodeReservation`: allocate before
 //! the lock, use under it. Objects taken from a sheaf belong to the cache, not to the sheaf, so
@@ -43,7 +46,8 @@
 //!
 //! // Outside the lock: may sleep, may fail.
 //! let sheaf: Sheaf<'_, u64> = cache.prefill(2, GFP_KERNEL)?;
-//! let [a, b]: [Slot<'_, '_, u64>; 2] = sheaf.claim_array()?;
+//! let a: Slot<'_, '_, u64> = sheaf.claim()?;
+//! let b = sheaf.claim()?;
 //! {
 //!     let mut guard = slots.lock();
 //!     // Inside: no failure path, no sleeping.
@@ -54,11 +58,12 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use super::{
-    cache::{free_object, KmemCache, SlabBox},
-    gfp,
-};
-use core::{cell::Cell, convert::Infallible, marker::PhantomData, mem, pin::Pin, ptr::NonNull};
+use super::cache::{raw_gfp, slab_gfp, KmemCache, SlabBox, SLAB_BUG_MASK};
+use core::{cell::Cell, convert::Infallible, mem, pin::Pin, ptr::NonNull};
+// upstream-omit: begin
+use super::cache::free_object;
+use core::marker::PhantomData;
+// upstream-omit: end
 use kernel::{
     alloc::{AllocError, Flags},
     bindings,
@@ -73,8 +78,8 @@ pub use super::cache::MAX_SHEAF_OBJECTS;
 /// this many objects it is larger than `PAGE_SIZE << PAGE_ALLOC_COSTLY_ORDER` bytes (32 KiB with
 /// 4 KiB pages), which the page allocator does not try hard to find: up to
 /// [`MAX_SHEAF_OBJECTS`] that is an allocation of up to order 10, and when it fails the page
-/// allocator prints an allocation-failure report with a call trace (`warn_alloc()`) unless the caller
-/// passed `__GFP_NOWARN`. `kmem_cache_prefill_sheaf()` hands the caller's flags to that
+/// allocator prints an allocation-failure report with a call trace (`warn_alloc()`) unless the
+/// caller passed `__GFP_NOWARN`. `kmem_cache_prefill_sheaf()` hands the caller's flags to that
 /// allocation (and to the objects' allocation), so a prefill or refill this large passes
 /// `__GFP_NOWARN` and reports its failure as the `ENOMEM` it returns.
 const QUIET_SHEAF_OBJECTS: usize = ((kernel::page::PAGE_SIZE << bindings::PAGE_ALLOC_COSTLY_ORDER)
@@ -109,10 +114,17 @@ impl<T> KmemCache<T> {
     ///
     /// Counts above the cache's sheaf capacity get an "oversize" sheaf of their own. The kernel
     /// may put more objects in a sheaf than asked (a regular prefill fills it to the cache's
-    /// capacity); [`Sheaf::recount`] makes those claimable too. Fails with `EINVAL` for a count
-    /// of zero or for `flags` the slab allocator does not accept (see [`gfp::slab`]), `E2BIG`
-    /// above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the objects cannot be allocated (nothing is
-    /// leaked then).
+    /// capacity).
+    // upstream-part refill: begin
+    /// [`Sheaf::refill`] makes those claimable too.
+    // upstream-part refill: end
+    // upstream-omit: begin
+    /// So does [`Sheaf::recount`].
+    // upstream-omit: end
+    ///
+    /// Fails with `EINVAL` for a count of zero or for `flags` the slab allocator does not
+    /// accept (see [`SLAB_BUG_MASK`]), `E2BIG` above [`MAX_SHEAF_OBJECTS`], and `ENOMEM` if the
+    /// objects cannot be allocated (nothing is leaked then).
     ///
     /// A sheaf of more than about 4,000 objects (32 KiB of pointers with 4 KiB pages) needs
     /// contiguous memory that the page allocator may not find; such a prefill is made with
@@ -125,7 +137,7 @@ impl<T> KmemCache<T> {
     #[inline]
     pub fn prefill(&self, count: usize, flags: Flags) -> Result<Sheaf<'_, T>> {
         let count = sheaf_count(count)?;
-        let gfp = sheaf_gfp(count, gfp::slab(flags).map_err(|_| EINVAL)?);
+        let gfp = sheaf_gfp(count, slab_gfp(flags).map_err(|_| EINVAL)?);
         // SAFETY: By `KmemCache`'s invariant the cache is live.
         let raw = unsafe { bindings::kmem_cache_prefill_sheaf(self.as_raw(), gfp, count) };
         // INVARIANT: A non-NULL result is a sheaf of this cache with at least `count` objects,
@@ -151,7 +163,7 @@ impl<T> KmemCache<T> {
 ///
 /// One counter, changed by claims and by unused slots, is all the bookkeeping: taking an object
 /// out of the sheaf changes nothing here, and nothing asks the kernel for the sheaf's size
-/// until [`Sheaf::recount`] or [`Sheaf::refill`], which run while no slot exists. An
+/// except where no slot exists (`&mut self`). An
 /// allocation that KFENCE serves leaves the sheaf one object richer than counted, which only
 /// errs on the safe side.
 pub struct Sheaf<'c, T> {
@@ -183,6 +195,7 @@ impl<'c, T> Sheaf<'c, T> {
         self.unclaimed.get()
     }
 
+    // upstream-omit: begin
     /// Makes every object the sheaf holds claimable, the ones the kernel added beyond the
     /// request included, and returns how many that is.
     ///
@@ -193,6 +206,7 @@ impl<'c, T> Sheaf<'c, T> {
         self.unclaimed.set(n);
         n
     }
+    // upstream-omit: end
 
     /// Claims one object of the sheaf: the returned [`Slot`] allocates it without failing.
     ///
@@ -211,6 +225,7 @@ impl<'c, T> Sheaf<'c, T> {
         })
     }
 
+    // upstream-part claims: begin
     /// Claims `n` objects at once, all or nothing, and returns them as an iterator of
     /// [`Slot`]s.
     ///
@@ -249,7 +264,9 @@ impl<'c, T> Sheaf<'c, T> {
             left: n,
         })
     }
+    // upstream-part claims: end
 
+    // upstream-omit: begin
     /// Claims `N` objects at once; all or nothing.
     pub fn claim_array<const N: usize>(&self) -> Result<[Slot<'_, 'c, T>; N], AllocError> {
         let left = self.unclaimed.get();
@@ -263,6 +280,7 @@ impl<'c, T> Sheaf<'c, T> {
             gfp: 0,
         }))
     }
+    // upstream-omit: end
 
     /// Allocates one object beyond any claim: fails with [`AllocError`] once every object is
     /// claimed or used. Never sleeps.
@@ -270,10 +288,11 @@ impl<'c, T> Sheaf<'c, T> {
         Ok(self.claim()?.alloc(value))
     }
 
+    // upstream-part refill: begin
     /// Tops the sheaf up to at least `count` objects. A sheaf that is already that full is left
     /// alone; one that must grow past its capacity is replaced by a larger one, with the same
-    /// objects available. Afterwards every object the sheaf holds is claimable (as after
-    /// [`Self::recount`]).
+    /// objects available. Afterwards every object the sheaf holds is claimable, the ones the
+    /// kernel added beyond the request included.
     ///
     /// On failure (`ENOMEM`) the sheaf stays valid and keeps what it had, possibly with a few
     /// more objects. A count of zero is a no-op; above [`MAX_SHEAF_OBJECTS`] fails with
@@ -289,7 +308,7 @@ impl<'c, T> Sheaf<'c, T> {
             return Ok(());
         }
         let count = sheaf_count(count)?;
-        let gfp = sheaf_gfp(count, gfp::slab(flags).map_err(|_| EINVAL)?);
+        let gfp = sheaf_gfp(count, slab_gfp(flags).map_err(|_| EINVAL)?);
         let mut raw = self.raw.as_ptr();
         // SAFETY: `raw` is a live sheaf of the cache; `&mut self` means no slot is alive, so
         // the kernel may replace the sheaf. On failure it leaves `raw` unchanged.
@@ -298,13 +317,15 @@ impl<'c, T> Sheaf<'c, T> {
         // INVARIANT: `raw` is the (possibly new) sheaf owned by `self`; no slot is alive. After
         // a success it holds at least `count` objects; after a failure at least what it had.
         self.raw = NonNull::new(raw).ok_or(EINVAL)?;
-        self.recount();
+        // INVARIANT: No slot is alive and the sheaf holds `self.len()` objects.
+        self.unclaimed.set(self.len());
         kernel::error::to_result(ret)
     }
+    // upstream-part refill: end
 
     /// Returns the sheaf and its unused objects to the cache, refilling it for reuse with
     /// `flags` if the kernel wants to keep it. Bits of `flags` the slab allocator does not
-    /// accept ([`gfp::SLAB_BUG_MASK`]) are left out: returning cannot fail.
+    /// accept ([`SLAB_BUG_MASK`]) are left out: returning cannot fail.
     ///
     /// # Context
     ///
@@ -315,7 +336,7 @@ impl<'c, T> Sheaf<'c, T> {
         unsafe {
             bindings::kmem_cache_return_sheaf(
                 this.cache.as_raw(),
-                gfp::raw(flags) & !gfp::SLAB_BUG_MASK,
+                raw_gfp(flags) & !SLAB_BUG_MASK,
                 this.raw.as_ptr(),
             )
         };
@@ -349,6 +370,7 @@ pub struct Slot<'s, 'c, T> {
 }
 
 impl<'s, 'c, T> Slot<'s, 'c, T> {
+    // upstream-omit: begin
     /// Zeroes the object's memory before it is initialised (`__GFP_ZERO`).
     pub fn zeroed(mut self) -> Self {
         self.gfp |= bindings::__GFP_ZERO;
@@ -359,9 +381,10 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
     /// charge is forced over the limit rather than fail. See [`Self::charge`] for a charge that
     /// can fail, before the lock.
     pub fn accounted(mut self) -> Self {
-        self.gfp |= gfp::GFP_ACCOUNT;
+        self.gfp |= super::gfp::GFP_ACCOUNT;
         self
     }
+    // upstream-omit: end
 
     fn take(self) -> NonNull<T> {
         let this = mem::ManuallyDrop::new(self);
@@ -429,6 +452,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
     }
 }
 
+// upstream-omit: begin
 /// `GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL`: charge to the current memory cgroup, reclaim if
 /// need be, and at the limit fail instead of invoking the cgroup's OOM killer.
 const CHARGE_GFP: u32 = bindings::GFP_KERNEL_ACCOUNT | 1 << bindings::___GFP_RETRY_MAYFAIL_BIT;
@@ -469,7 +493,7 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
     /// Process context; may sleep.
     pub fn charge(mut self) -> Result<Charged<'c, T>, AllocError> {
         // Taken uncharged; charged below, where the charge may fail.
-        self.gfp &= !gfp::GFP_ACCOUNT;
+        self.gfp &= !super::gfp::GFP_ACCOUNT;
         // INVARIANT: A fresh object of the sheaf's cache, which lives for `'c`, owned by the new
         // value from here on, so that a failed charge frees it.
         let object = Charged {
@@ -523,7 +547,9 @@ impl<T> Drop for Charged<'_, T> {
         unsafe { free_object(self.ptr) };
     }
 }
+// upstream-omit: end
 
+// upstream-part claims: begin
 /// Claimed objects of a [`Sheaf`], taken one [`Slot`] at a time; see [`Sheaf::claims`].
 ///
 /// # Invariants
@@ -570,6 +596,7 @@ impl<T> Drop for Claims<'_, '_, T> {
         }
     }
 }
+// upstream-part claims: end
 
 impl<T> Drop for Slot<'_, '_, T> {
     fn drop(&mut self) {
@@ -582,9 +609,13 @@ impl<T> Drop for Slot<'_, '_, T> {
 #[cfg(rslab_lib_tests)]
 #[kernel::macros::kunit_tests(rslab_sheaf)]
 mod tests {
-    use super::super::{cache::CacheFlags, cache::CacheOptions, check};
+    use super::super::cache::CacheOptions;
+    use super::super::check;
     use super::*;
+    // upstream-omit: begin
+    use super::super::cache::CacheFlags;
     use core::mem::MaybeUninit;
+    // upstream-omit: end
     use kernel::{new_spinlock, sync::SpinLock};
     use pin_init::stack_pin_init;
 
@@ -672,18 +703,19 @@ mod tests {
     fn exactly_the_reservation_then_an_error() -> Result {
         let c = cache(c"rslab_test_exact")?;
         let mut s = c.prefill(40, GFP_KERNEL)?;
-        // What was asked for is claimable; what the kernel added only after a recount.
+        // What was asked for is claimable; what the kernel added only after a refill.
         check!(
             s.available() == 40,
             "available {} after prefill(40)",
             s.available()
         );
+        // upstream-omit: begin
         let n = s.recount();
-        check!(
-            n == s.len() && n >= 40 && s.available() == n,
-            "recount {}",
-            n
-        );
+        check!(n == s.len() && s.available() == n, "recount {}", n);
+        // upstream-omit: end
+        s.refill(40, GFP_KERNEL)?;
+        let n = s.available();
+        check!(n == s.len() && n >= 40, "{} available after a refill", n);
         let objs = use_under_lock(&s, n)?;
         check!(
             s.is_empty() && s.available() == 0,
@@ -706,6 +738,13 @@ mod tests {
         let n = s.available();
         check!(n == 3, "available {} after prefill(3)", n);
         {
+            let _a = s.claim().map_err(|_| ENOMEM)?;
+            let _b = s.claim().map_err(|_| ENOMEM)?;
+            check!(s.available() == n - 2, "available {}", s.available());
+        }
+        check!(s.available() == n, "unused claims not given back");
+        // upstream-omit: begin
+        {
             let [_a, _b, _c] = s.claim_array::<3>().map_err(|_| ENOMEM)?;
             check!(s.available() == n - 3, "available {}", s.available());
         }
@@ -718,6 +757,7 @@ mod tests {
         );
         check!(s.claim_array::<128>().is_err(), "over-claim");
         check!(s.available() == n, "failed claim_array changed the count");
+        // upstream-omit: end
         // A batch of claims: checked once, given back unless taken.
         {
             let mut claims = s.claims(3).map_err(|_| ENOMEM)?;
@@ -731,6 +771,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: begin
     #[test]
     fn charged_objects_leave_the_sheaf_before_the_lock() -> Result {
         let c = cache(c"rslab_test_charge")?;
@@ -762,6 +803,8 @@ mod tests {
         check!(s.len() == len - 2, "sheaf holds {}", s.len());
         Ok(())
     }
+
+    // upstream-omit: end
 
     #[test]
     fn refill_smaller_equal_larger() -> Result {
@@ -798,6 +841,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: begin
     #[test]
     fn the_sheaf_header_fits_its_allowance() -> Result {
         // A debug cache has no per-CPU sheaves, so a prefill of `n` objects allocates a sheaf of
@@ -838,6 +882,8 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: end
+
     #[test]
     fn flags_the_slab_rejects_are_errors() -> Result {
         let c = cache(c"rslab_test_sheaf_gfp")?;
@@ -870,7 +916,9 @@ mod tests {
         let a = use_under_lock(&partial, 3)?;
         partial.return_with(GFP_KERNEL);
         let mut empty = c.prefill(8, GFP_KERNEL)?;
-        let n = empty.recount();
+        // Every object claimable, the ones beyond the request included.
+        empty.refill(8, GFP_KERNEL)?;
+        let n = empty.available();
         let b = use_under_lock(&empty, n)?;
         empty.return_with(GFP_KERNEL);
         let oversize = c.prefill(500, GFP_KERNEL)?;
@@ -895,6 +943,7 @@ mod tests {
         Ok(())
     }
 
+    // upstream-omit: begin
     #[test]
     fn zeroed_and_accounted() -> Result {
         let c = KmemCache::<MaybeUninit<[u8; 128]>>::new(c"rslab_test_zero", CacheOptions::new())?;
@@ -934,6 +983,8 @@ mod tests {
         drop((a, b, s));
         Ok(())
     }
+
+    // upstream-omit: end
 
     #[test]
     fn large_sheaves_fail_quietly() -> Result {
@@ -992,7 +1043,7 @@ mod tests {
         );
         // The cache must still work, and be destroyed without "objects remaining".
         let s = c.prefill(2, GFP_KERNEL)?;
-        let [a] = s.claim_array::<1>().map_err(|_| ENOMEM)?;
+        let a = s.claim().map_err(|_| ENOMEM)?;
         // Initialised in place: a 64 KiB value must never pass through the stack.
         let obj = a.init(pin_init::init_zeroed::<[u8; 65536]>());
         check!(obj[65535] == 0, "contents");

@@ -30,11 +30,16 @@ RFC generated from the sources that build rslab.ko.
       kmalloc_type() that ignores __GFP_DMA; for `slab`, `make rustdoc`.
       Fails unless every expected suite ran and passed and nothing else failed.
 
-The transformation from rust/lib/ is mechanical and checked: cfgs that only exist out of tree
-are evaluated (the sheaf API is always there when built in; compat cfgs are probed in the
-tree's sources as scripts/compat.mk does), test cfgs become a Kconfig symbol, names lose the
-rslab prefix, paragraphs about the out-of-tree build are dropped, and any "rslab" left over
-stops the generation.
+The transformation from rust/lib/ is mechanical and checked: what the library keeps for its
+own users is marked `// upstream-omit: begin`/`end` and left out, parts of a file that a later
+patch adds are marked `// upstream-part NAME: begin`/`end` (unpaired markers stop the
+generation), cfgs that only exist out of tree are evaluated (the sheaf API is there from the
+patch that adds it; `Flags::as_raw()` is used inside the kernel crate; compat cfgs are probed
+in the tree's sources as scripts/compat.mk does), test cfgs become a Kconfig symbol added with
+the first tests, `check!` becomes KUnit's `assert!`, `SLAB_*` bits become RUST_CONST_HELPER_
+constants, names lose the rslab prefix, paragraphs about the out-of-tree build are dropped, the
+files are formatted with the tree's rustfmt configuration, and any "rslab" left over stops the
+generation.
 """
 
 import argparse
@@ -61,111 +66,136 @@ FORBIDDEN = re.compile(r'rslab|out[- ]of[- ]tree|@localhost', re.I)
 KCONFIG_SYMBOL = 'RUST_SLAB_KUNIT_TEST'
 TREE_DIR = 'rust/kernel/alloc/slab'
 
-# The steps of the series: the library files each adds, and its commit message.
+# The steps of the series: the library files each adds (`files`), the files whose KUnit suites
+# it adds (`tests`: a file's `#[cfg(rslab_lib_tests)]` items are left out until then), and its
+# commit message. The RFC is the typed cache and the sheaf API for their first user; the
+# library's other files (the kmalloc Allocator, gfp, layout, buckets, static caches) are not
+# part of it.
 STEPS = [
     {
-        'files': ['gfp'],
-        'subject': 'rust: alloc: slab: add gfp checks for slab calls',
-        'body': '''\
-The slab calls wrapped by the following patches take a gfp_t, and the
-slab allocator warns about flags in GFP_SLAB_BUG_MASK and fixes them up.
-
-Add kernel::alloc::slab with its first module, gfp: the raw flags of a
-Flags value for slab calls, with GFP_SLAB_BUG_MASK refused as an error,
-and the CONFIG_RUST_SLAB_KUNIT_TEST option for the module's KUnit
-suites.''',
-    },
-    {
-        'files': ['layout'],
-        'subject': 'rust: alloc: slab: add the kmalloc layout rule',
-        'body': '''\
-Since commit ad59baa31695 ("slab, rust: extend kmalloc() alignment
-guarantees to remove Rust padding"), a Layout needs only its size
-rounded up to a multiple of its alignment for kmalloc() to return a
-suitably aligned object.
-
-Add kernel::alloc::slab::layout with that rule as const functions, for
-the kmalloc Allocator and the caches that follow.''',
-    },
-    {
-        'files': ['buckets'],
-        'subject': 'rust: alloc: slab: discover the kmalloc buckets at run time',
-        'body': '''\
-Which kmalloc caches exist depends on the configuration
-(KMALLOC_MIN_SIZE, the largest cached size) and on the kernel command
-line.
-
-Add kernel::alloc::slab::buckets, which finds the running kernel's
-kmalloc buckets with kmalloc_size_roundup() and checks each against the
-layout rule.''',
-    },
-    {
-        'files': ['kmalloc'],
-        'subject': 'rust: alloc: slab: add an Allocator over kmalloc',
-        'body': '''\
-Add kernel::alloc::slab::kmalloc, an Allocator over kmalloc that relies
-on the extended alignment guarantee through the layout rule, with KUnit
-suites that check every (size, align) pair up to the largest bucket.''',
-    },
-    {
         'files': ['cache', 'helpers'],
+        'tests': [],
         'subject': 'rust: alloc: add typed slab caches',
         'body': '''\
-Rust drivers that allocate many objects of one type want a dedicated slab
-cache: its own name in /proc/slabinfo, its own merge and debug behaviour,
-and, for the sheaf API, a cache to prefill from.
+Rust code that allocates many objects of one type wants a dedicated slab
+cache, and the slab sheaf API that follows in this series needs a cache
+to prefill from.
 
-Add KmemCache<T>, a cache for objects of type T, and SlabBox<'c, T>, an
-owned object that borrows its cache. The borrow makes it a compile error
-to destroy a cache while one of its objects is alive, with no reference
-count to touch on allocation or free. A SlabBox is one pointer, as a C
-driver's object pointer is: it stores no cache and frees the object with
-kfree(), which Documentation/core-api/memory-allocation.rst allows for
-kmem_cache_alloc() objects. That costs 3 instructions per object more than
-kmem_cache_free() on a kernel without SLAB_FREELIST_HARDENED, for 8 bytes
-less in every structure that holds a box. A SlabBox<'static, T> (of a
-cache that lives as long as the module) implements ForeignOwnable, so it
-can be stored in an XArray or handed to C. Creation options cover
-the sheaf capacity, SLAB_HWCACHE_ALIGN, SLAB_NO_MERGE, SLAB_ACCOUNT, full
-slab debugging of one cache, and a usercopy region with copies to and from
-user space that refuse any byte outside it, instead of letting hardened
-usercopy kill the task. Bad input (a zero-sized or oversized T, a region
-outside T, flags in GFP_SLAB_BUG_MASK) is an error, never a warning.''',
+Add kernel::alloc::slab with KmemCache<T>, a cache for objects of type
+T, created with __kmem_cache_create_args() for T's size and alignment
+and destroyed with kmem_cache_destroy() when it is dropped. The creation
+flags are SLAB_HWCACHE_ALIGN, SLAB_NO_MERGE and SLAB_ACCOUNT, as
+RUST_CONST_HELPER_ constants. A zero-sized or oversized T and a name
+that /proc/slabinfo cannot show are errors, never warnings.''',
     },
     {
-        'files': ['static_cache'],
-        'subject': 'rust: alloc: add an Allocator over a static slab cache',
+        'files': [],
+        'tests': [],
+        'parts': ['alloc'],
+        'subject': 'rust: alloc: slab: allocate objects as SlabBox',
         'body': '''\
-A module that keeps a cache for its whole lifetime wants to use it with
-the kernel's Box and Vec, which take an Allocator type, not a cache
-reference.
+Add KmemCache::alloc() and SlabBox<'c, T>, an owned object that borrows
+its cache. The borrow makes it a compile error to destroy a cache while
+one of its objects is alive, with no reference count to touch on
+allocation or free. A SlabBox is one pointer, as a C object pointer is:
+it stores no cache and frees the object with kfree(), which
+Documentation/core-api/memory-allocation.rst allows for
+kmem_cache_alloc() objects.
 
-Add StaticCache<T>, a cache in a static that is created in module init
-and destroyed in module exit, and the static_cache_allocator! macro, which
-declares one zero-sized Allocator per static cache, so that
-Box<T, NodeAlloc> allocates from it. The allocator serves T's layout only
-and fails cleanly for any other layout or before the cache exists. It
-frees with kfree(), so its Box and a SlabBox<'static, T> convert into each
-other at no cost.''',
+Flags in GFP_SLAB_BUG_MASK are refused with an error before the slab
+allocator would warn about them; the raw gfp_t comes from
+Flags::as_raw().''',
+    },
+    {
+        'files': [],
+        'tests': [],
+        'parts': ['init'],
+        'subject': 'rust: alloc: slab: initialise cache objects in place',
+        'body': '''\
+Add KmemCache::init() and KmemCache::pin_init(), which allocate an
+object and run an initialiser on it in place, so that a large or pinned
+T never passes through the stack; on error the object is freed and
+nothing leaks.''',
+    },
+    {
+        'files': [],
+        'tests': [],
+        'parts': ['foreign'],
+        'subject': 'rust: alloc: slab: implement ForeignOwnable for SlabBox',
+        'body': '''\
+A SlabBox<'static, T>, of a cache that lives as long as the kernel or
+the module, can be stored in an XArray or handed to C: implement
+ForeignOwnable for it, with SlabBox::into_raw() and SlabBox::from_raw().
+The foreign pointer is the object pointer itself, one word, with no
+allocation or reference count beside the object.''',
+    },
+    {
+        'files': [],
+        'tests': ['cache'],
+        'subject': 'rust: alloc: slab: add KUnit tests for typed slab caches',
+        'body': '''\
+Add CONFIG_RUST_SLAB_KUNIT_TEST and the rust_slab_cache suite: objects
+are dropped and freed, aligned for their type, a failed initialiser
+leaks nothing, long names are copied, and zero-sized or oversized types
+and flags in GFP_SLAB_BUG_MASK are refused.''',
     },
     {
         'files': ['sheaf'],
-        'subject': 'rust: alloc: add slab sheaves',
+        'tests': [],
+        'parts': ['sheaf'],
+        'subject': 'rust: alloc: slab: add slab sheaves',
         'body': '''\
-The slab allocator's sheaves let a caller reserve objects before taking a
-lock and allocate them under it without a failure path: the prefill
-(kmem_cache_prefill_sheaf()) may sleep and fail, the allocations from the
-sheaf (kmem_cache_alloc_from_sheaf()) cannot fail for as many objects as
-the sheaf holds.
+The slab allocator's sheaves let a caller reserve objects before taking
+a lock and allocate them under it without a failure path: the prefill
+(kmem_cache_prefill_sheaf()) may sleep and fail, the allocations from
+the sheaf (kmem_cache_alloc_from_sheaf()) cannot fail for as many
+objects as the sheaf holds.
 
-Add Sheaf, which borrows its cache, and Slot, a claim on one object of a
-sheaf. Claiming checks the reservation outside the critical section; under
-the lock, Slot::alloc() returns a SlabBox with no error to handle and never
-sleeps. The bookkeeping is one counter per sheaf and no atomic operation
-per object. Slot::charge() takes an
-object out early and charges it to the caller's memory cgroup where the
-charge can still fail, since the charge of an object taken from a sheaf
-is forced.''',
+Add Sheaf, which borrows its cache, and Slot, a claim on one object of
+a sheaf. Claiming checks the reservation outside the critical section;
+under the lock, Slot::alloc() returns a SlabBox with no error to handle
+and never sleeps. The bookkeeping is one counter per sheaf and no
+atomic operation per object. A cache's minimum sheaf capacity becomes a
+creation option.
+
+The sheaf functions are not exported to modules, so this API serves
+built-in users only; a module user would come with an mm patch that
+exports them.''',
+    },
+    {
+        'files': [],
+        'tests': [],
+        'parts': ['refill'],
+        'subject': 'rust: alloc: slab: refill sheaves',
+        'body': '''\
+Add Sheaf::refill() (kmem_cache_refill_sheaf()), which tops a sheaf up
+for the next round while no claim on it is alive, replacing it with a
+larger one when it must grow past its capacity, and then makes every
+object it holds claimable, those the kernel added beyond the request
+included.''',
+    },
+    {
+        'files': [],
+        'tests': [],
+        'parts': ['claims'],
+        'subject': 'rust: alloc: slab: claim several sheaf objects at once',
+        'body': '''\
+Add Sheaf::claims(), which claims n objects of a sheaf at once, all or
+nothing, and hands them out as an iterator of Slots: the reservation is
+checked once, before the lock, and taking the slots under the lock costs
+nothing more than the loop. Slots not taken go back to the sheaf.''',
+    },
+    {
+        'files': [],
+        'tests': ['sheaf'],
+        'subject': 'rust: alloc: slab: add KUnit tests for slab sheaves',
+        'body': '''\
+Add the rust_slab_sheaf suite: prefills hold at least what was asked
+(exactly that when oversize), a sheaf hands out exactly its reservation
+and then an error, allocations under a spinlock never sleep, refills
+grow and keep sheaves, returns of full, partial, empty and oversize
+sheaves, objects outliving their sheaf, bad flags refused, and large
+prefills failing with ENOMEM and no allocation-failure report.''',
     },
 ]
 
@@ -243,6 +273,8 @@ def probe_cfgs(ksrc: Path):
         return p.exists() and text in p.read_text(errors='replace')
     return {
         'rslab_sheaf': True,
+        # The library as part of the kernel crate: `Flags::as_raw()` is usable.
+        'rslab_kernel_crate': True,
         'rslab_param_value_copy': has('rust/kernel/module_param.rs', 'pub fn value_ref'),
         'rslab_pin_init_raw': has('rust/pin-init/src/lib.rs', 'pub unsafe fn raw_try_init'),
         # The library's C helpers and the kmalloc test's C side are C files of the out-of-tree
@@ -288,7 +320,8 @@ def eval_cfgs(lines, cfgs, name):
         out.append(lines[i])
         i += 1
     text = '\n'.join(out)
-    return text.replace('cfg!(rslab_sheaf)', 'true').split('\n')
+    sheaf = str(cfgs.get('rslab_sheaf', True)).lower()
+    return text.replace('cfg!(rslab_sheaf)', sheaf).split('\n')
 
 
 def drop_paragraphs(lines):
@@ -328,42 +361,143 @@ def drop_paragraphs(lines):
     return cleaned
 
 
-def transform(text, cfgs, name):
-    lines = eval_cfgs(text.split('\n'), cfgs, name)
+# What the library keeps for its own users but the in-tree form leaves out (usercopy helpers,
+# debug flags, extra sheaf operations, tests of private slab internals) is marked in the
+# sources with a line `// upstream-omit: begin` and a line `// upstream-omit: end`; the lines
+# from one to the other are left out. A part of a file that a later patch of the series adds
+# is marked `// upstream-part NAME: begin` ... `// upstream-part NAME: end`, NAME being one of
+# that step's `parts`. Markers must pair up and nest, and a patch that still refers to what
+# was left out does not build, which check-intree reports.
+MARKER = re.compile(r'^\s*// upstream-(omit|part (\w+)): (begin|end)\s*$')
+
+
+def strip_omitted(lines, name, parts=None):
+    """`lines` without the omitted blocks and the parts not in `parts` (None: every part)."""
+    known = {p for s in STEPS for p in s.get('parts', [])}
+    out = []
+    stack = []
+    for i, l in enumerate(lines):
+        m = MARKER.match(l)
+        if not m:
+            if 'upstream-' in l and re.search(r'//\s*upstream-', l):
+                die(f'{name}:{i + 1}: malformed upstream marker: {l.strip()}')
+            if all(keep for _, _, keep in stack):
+                out.append(l)
+            continue
+        kind = m.group(1)
+        part = m.group(2)
+        if part is not None and part not in known:
+            die(f'{name}:{i + 1}: no step adds the part {part}')
+        if m.group(3) == 'begin':
+            keep = False if part is None else (parts is None or part in parts)
+            stack.append((kind, i, keep))
+        else:
+            if not stack or stack[-1][0] != kind:
+                die(f'{name}:{i + 1}: upstream-{kind} ends without its begin')
+            stack.pop()
+    if stack:
+        die(f'{name}:{stack[-1][1] + 1}: upstream-{stack[-1][0]} begins and never ends')
+    return out
+
+
+def kunit_asserts(text, name):
+    """The library's `check!(cond, fmt, args..)` (which returns an error, so that destructors
+    run) becomes KUnit's `assert!(cond)` of `#[kunit_tests]`, which takes no message."""
+    out = []
+    i = 0
+    call = re.compile(r'\bcheck!\(')
+    while True:
+        m = call.search(text, i)
+        if not m:
+            out.append(text[i:])
+            break
+        k = m.end()
+        depth, p, comma, in_str = 1, k, None, False
+        while depth:
+            if p >= len(text):
+                die(f'{name}: unterminated check! at offset {m.start()}')
+            c = text[p]
+            if in_str:
+                if c == '\\':
+                    p += 1
+                elif c == '"':
+                    in_str = False
+            elif c == '"':
+                in_str = True
+            elif c in '([{':
+                depth += 1
+            elif c in ')]}':
+                depth -= 1
+            elif c == ',' and depth == 1 and comma is None:
+                comma = p
+            p += 1
+        cond = text[k:comma if comma is not None else p - 1].strip()
+        out.append(text[i:m.start()])
+        out.append(f'assert!({cond})')
+        i = p
+    text = ''.join(out)
+    return re.sub(r'^\s*use super::super::check;\n', '', text, flags=re.M)
+
+
+def rustfmt(text, name, ksrc):
+    """The text as the kernel's rustfmt configuration formats it."""
+    r = subprocess.run(['rustfmt', '--edition', '2021', '--config-path',
+                        str(ksrc / '.rustfmt.toml')], input=text, text=True,
+                       capture_output=True)
+    if r.returncode != 0:
+        die(f'rustfmt of the in-tree {name} failed:\n{r.stderr[-2000:]}')
+    return r.stdout
+
+
+# The bits of `SLAB_*` flags: in the tree, the constants of rust/bindings/bindings_helper.h.
+SLAB_BIT = re.compile(r'1 << bindings::_slab_flag_bits__(SLAB_\w+)')
+
+
+def transform(text, cfgs, name, ksrc=None, parts=None):
+    lines = strip_omitted(text.split('\n'), name, parts)
+    lines = eval_cfgs(lines, cfgs, name)
     lines = drop_paragraphs(lines)
     text = '\n'.join(lines)
     for rx, repl in RENAMES:
         text = rx.sub(repl, text)
+    text = kunit_asserts(text, name)
+    text = SLAB_BIT.sub(r'bindings::\1', text)
     left = [f'{name}:{n}: {l.strip()}' for n, l in enumerate(text.split('\n'), 1)
             if re.search(r'rslab', l, re.I)]
     if left:
         die('"rslab" left in the in-tree sources (add a rename or fix the source):\n  ' +
             '\n  '.join(left))
+    if ksrc is not None:
+        text = rustfmt(text, name, ksrc)
     return text
 
 
-def mod_file(files, cfgs):
+# The modules of kernel::alloc::slab that are the kernel crate's API; the others are private.
+PUBLIC = ('cache', 'sheaf')
+
+
+def mod_file(files, cfgs, used, ksrc, parts):
     """rust/kernel/alloc/slab.rs from rust/lib/mod.rs: the modules of `files`, and of the
-    library's own items only those that the included files use."""
+    library's own items only those that `used` (the in-tree text of the files) uses."""
     src = (LIB / 'mod.rs').read_text()
-    lines = eval_cfgs(src.split('\n'), cfgs, 'mod.rs')
-    used = '\n'.join((LIB / f'{f}.rs').read_text() for f in files)
+    lines = eval_cfgs(strip_omitted(src.split('\n'), 'mod.rs', parts), cfgs, 'mod.rs')
     head = ['// SPDX-License-Identifier: GPL-2.0', '',
-            '//! Slab caches, sheaves and kmalloc layouts.', '//!']
-    # The module list of the header, for the modules present.
+            '//! Slab caches and sheaves.', '//!']
+    # The module list of the header, for the public modules present.
     i = 0
     while i < len(lines) and not lines[i].startswith('//! - '):
         i += 1
+    keep = False
     while i < len(lines) and lines[i].startswith('//!'):
         m = re.match(r'^//! - \[`(\w+)`\]', lines[i])
         if m:
-            keep = m.group(1) in files
+            keep = m.group(1) in files and m.group(1) in PUBLIC
         if lines[i].strip() == '//!':
             break
         if keep:
             head.append(lines[i])
         i += 1
-    body = [f'pub mod {f};' for f in sorted(files)]
+    body = [f'{"pub " if f in PUBLIC else ""}mod {f};' for f in sorted(files)]
     # Top-level items after the module declarations: kept if used.
     rest = lines[next(k for k, l in enumerate(lines) if l.startswith('pub mod ')):]
     items, cur = [], []
@@ -386,18 +520,15 @@ def mod_file(files, cfgs):
         kept.append(text)
     out = '\n'.join(head) + '\n\n' + '\n'.join(body) + '\n\n' + '\n\n'.join(kept) + '\n'
     out = re.sub(r'\n{3,}', '\n\n', out)
-    return transform(out, cfgs, 'slab.rs')
+    return transform(out, cfgs, 'slab.rs', ksrc, parts)
 
 
 KCONFIG_ENTRY = f'''config {KCONFIG_SYMBOL}
-	bool "KUnit tests for Rust slab caches, sheaves and kmalloc layouts" if !KUNIT_ALL_TESTS
+	bool "KUnit tests for Rust slab caches and sheaves" if !KUNIT_ALL_TESTS
 	default KUNIT_ALL_TESTS
 	help
-	  This option enables KUnit tests for kernel::alloc::slab: the
-	  extended kmalloc alignment guarantee for every kmalloc bucket of
-	  the running kernel (kmalloc-96 and kmalloc-192 included) and every
-	  (size, align) pair, typed slab caches, the Allocator over a static
-	  cache, and slab sheaves. These are only for development and
+	  This option enables KUnit tests for kernel::alloc::slab: typed
+	  slab caches and slab sheaves. These are only for development and
 	  testing, not for regular kernel use cases.
 
 	  If unsure, say N.
@@ -408,21 +539,40 @@ KCONFIG_ENTRY = f'''config {KCONFIG_SYMBOL}
 def tree_files(step, cfgs, ksrc):
     """{path: text} of everything the series has changed or added up to `step` (0-based)."""
     files = [f for s in STEPS[:step + 1] for f in s['files']]
-    out = {f'{TREE_DIR}.rs': mod_file(files, cfgs)}
+    tested = {f for s in STEPS[:step + 1] for f in s['tests']}
+    parts = {p for s in STEPS[:step + 1] for p in s.get('parts', [])}
+    # The sheaf API is there from the patch that adds it; tests from the patch that adds them.
+    cfgs = dict(cfgs, rslab_sheaf='sheaf' in files)
+    out = {}
     for f in files:
-        out[f'{TREE_DIR}/{f}.rs'] = transform((LIB / f'{f}.rs').read_text(), cfgs, f'{f}.rs')
+        c = cfgs if f in tested else dict(cfgs, rslab_lib_tests=False)
+        out[f'{TREE_DIR}/{f}.rs'] = transform((LIB / f'{f}.rs').read_text(), c, f'{f}.rs',
+                                              ksrc, parts)
+    out[f'{TREE_DIR}.rs'] = mod_file(files, cfgs, '\n'.join(out.values()), ksrc, parts)
     alloc = (ksrc / 'rust/kernel/alloc.rs').read_text()
     decls = list(re.finditer(r'^pub mod \w+;\n', alloc, re.M))
     if not decls:
         die('rust/kernel/alloc.rs declares no module')
     last = decls[-1]
     out['rust/kernel/alloc.rs'] = alloc[:last.end()] + 'pub mod slab;\n' + alloc[last.end():]
-    # Last in the `if RUST_KUNIT_TESTS` block of the Rust KUnit options.
-    kconfig = (ksrc / 'rust/kernel/Kconfig.test').read_text()
-    end = kconfig.rstrip('\n').rfind('\nendif')
-    if end < 0:
-        die('rust/kernel/Kconfig.test has no `endif` to add the option before')
-    out['rust/kernel/Kconfig.test'] = kconfig[:end + 1] + KCONFIG_ENTRY + kconfig[end + 1:]
+    # The SLAB_* flags the sources use, as constants of the bindings.
+    flags = sorted({m for t in out.values() for m in re.findall(r'bindings::(SLAB_\w+)', t)})
+    if flags:
+        helper = (ksrc / 'rust/bindings/bindings_helper.h').read_text()
+        anchor = re.search(r'^const gfp_t RUST_CONST_HELPER___GFP_NOWARN = .*\n', helper, re.M)
+        if not anchor:
+            die('rust/bindings/bindings_helper.h has no RUST_CONST_HELPER___GFP_NOWARN to add '
+                'the SLAB_* constants after')
+        add = ''.join(f'const slab_flags_t RUST_CONST_HELPER_{f} = {f};\n' for f in flags)
+        out['rust/bindings/bindings_helper.h'] = helper[:anchor.end()] + add + \
+            helper[anchor.end():]
+    if tested:
+        # Last in the `if RUST_KUNIT_TESTS` block of the Rust KUnit options.
+        kconfig = (ksrc / 'rust/kernel/Kconfig.test').read_text()
+        end = kconfig.rstrip('\n').rfind('\nendif')
+        if end < 0:
+            die('rust/kernel/Kconfig.test has no `endif` to add the option before')
+        out['rust/kernel/Kconfig.test'] = kconfig[:end + 1] + KCONFIG_ENTRY + kconfig[end + 1:]
     return out
 
 
@@ -487,41 +637,54 @@ def rfc_cover(nsteps):
     """The RFC series' cover letter: subject line, then the text."""
     return f'''rust: alloc: slab caches and sheaves
 
-This RFC adds kernel::alloc::slab: typed slab caches, an Allocator over a
-static cache, and wrappers of the slab sheaf API. It has no in-tree user
-yet, which is why it is an RFC.
+This RFC adds kernel::alloc::slab: typed slab caches (KmemCache<T>,
+whose objects are SlabBox<'c, T>) and wrappers of the slab sheaf API
+(Sheaf, Slot). It is the cache and the sheaf API only, as much as its
+first user needs; it has no in-tree user yet, which is why it is an RFC.
 
-The intended first user is the XArray preload of the posted, unmerged
-series with "rust: mm: add abstractions for allocating from a `sheaf`"
-(Andreas Hindborg, v4, June 2026): a sheaf of radix_tree_node_cachep
-nodes is prefilled before the lock is taken, and when xas_store()
-reports -ENOMEM under the lock, a node is taken from the sheaf, set as
-xas.xa_alloc and the store retried, never dropping the lock. Here that
-would be Sheaf::claim() before the lock and Slot::alloc() under it: the
-claim checks the reservation, and the allocation under the lock has no
-failure path. A sheaf borrows its cache instead of holding a reference
-count, so no atomic is touched per object, and the objects it hands out
-are one pointer each: a SlabBox<'static, T> implements ForeignOwnable, so
-an object from a sheaf of a module-lifetime cache can be stored in an
-XArray itself. What this RFC lacks for that user: a KmemCache can only be created here, not wrap a cache the C side
-owns such as radix_tree_node_cachep.
+The intended first user is the XArray preload of the posted series
+"rust: mm: add abstractions for allocating from a `sheaf`": a sheaf of
+radix_tree_node_cachep nodes is prefilled before the lock is taken, and
+when xas_store() reports -ENOMEM under the lock, a node is taken from
+the sheaf, set as xas.xa_alloc and the store retried, never dropping
+the lock. With this series that is KmemCache::prefill() and
+Sheaf::claim() before the lock, where they may sleep and fail, and
+Slot::alloc() under it, which returns the object with no error to
+handle and never sleeps; Sheaf::refill() tops the sheaf up for the next
+store, and dropping the sheaf returns the unused objects. A sheaf
+borrows its cache instead of holding a reference count, and its
+bookkeeping is one counter, so nothing atomic is touched per object.
 
-What the series does not do: the sheaf functions
-(kmem_cache_prefill_sheaf() and friends) are not exported, so the sheaf
-API works for built-in users only; a module user needs an mm patch that
-exports them, sent with that user.
+What the one-word SlabBox changes there: a SlabBox is the object pointer
+and nothing else (it frees with kfree(), so it carries no cache
+pointer), and a SlabBox<'static, T> implements ForeignOwnable (patch 4).
+An entry of a Rust XArray can therefore itself be an object of a typed
+cache, stored as its own pointer and allocated from a sheaf under the
+same lock as the node the preload provides, with no second allocation
+and no reference count per entry. A box that also held a reference to
+its cache would be two words, and could pass through ForeignOwnable's
+single pointer only by storing the reference in the object or by
+allocating for it.
 
-Patches 1-4 add what the caches and sheaves build on: gfp checks, the
-kmalloc layout rule, bucket discovery and an Allocator over kmalloc. The
-test of the extended kmalloc alignment guarantee itself is sent on its
-own ("rust: alloc: test Kmalloc alignment for sizes that are not powers
-of two").
+What this RFC lacks for that user: a KmemCache can only be created here,
+not wrap a cache that C owns, such as radix_tree_node_cachep.
+
+The sheaf functions (kmem_cache_prefill_sheaf() and friends) are not
+exported to modules, so the sheaf API serves built-in users only; a
+module user would need an mm patch that exports them, sent with that
+user.
+
+Patches 1-4 add the cache, patch 5 its KUnit tests, patches 6-8 the
+sheaf API and patch 9 its KUnit tests. The kmalloc side (the test of the
+extended kmalloc alignment guarantee, and Kmalloc allocating as
+kmalloc() does) is sent as series of its own.
 
 Testing, on 7.3.4: each of the {nsteps} patches builds on its own;
 tools/testing/kunit/kunit.py run --arch=x86_64 with CONFIG_RUST,
 CONFIG_KUNIT, CONFIG_RUST_KUNIT_TESTS, CONFIG_{KCONFIG_SYMBOL} and
-CONFIG_RUST_KERNEL_DOCTESTS runs the new suites (rust_slab_*) and the
-documentation examples as kernel doctests under QEMU; all pass.
+CONFIG_RUST_KERNEL_DOCTESTS runs the new suites (rust_slab_cache and
+rust_slab_sheaf) and the documentation examples as kernel doctests under
+QEMU; all pass.
 
 {{base}}
 '''
@@ -587,7 +750,7 @@ def expected_suites(series):
     expected = set()
     for f in LIB.glob('*.rs'):
         for m in re.finditer(r'kunit_tests\(rslab_(\w+)\)', f.read_text()):
-            if any(f.stem in s['files'] for s in series['steps']):
+            if any(f.stem in s['tests'] for s in series['steps']):
                 expected.add(f'rust_slab_{m.group(1)}')
     return expected
 
@@ -793,7 +956,16 @@ def check_series(series, repo, commits, patches, static, build, make_opts, jobs,
         git(repo, 'checkout', '-q', '-f', c)
         start = time.monotonic()
         log(f'{name}: building patch {n}/{len(commits)} ({patches[n - 1].name})')
-        r = run(kunit(repo, build, series['kunitconfig'], make_opts, jobs, ['build']),
+        kunitconfig = series['kunitconfig']
+        if f'CONFIG_{KCONFIG_SYMBOL}=' in kunitconfig.read_text() and \
+                f'config {KCONFIG_SYMBOL}\n' not in \
+                (repo / 'rust/kernel/Kconfig.test').read_text():
+            # A patch before the one that adds the tests' option: built without it.
+            kunitconfig = out / f'kunitconfig-{n}'
+            kunitconfig.write_text(''.join(
+                l for l in series['kunitconfig'].read_text().splitlines(True)
+                if f'CONFIG_{KCONFIG_SYMBOL}=' not in l))
+        r = run(kunit(repo, build, kunitconfig, make_opts, jobs, ['build']),
                 cwd=repo, check=False, quiet=True)
         took = time.monotonic() - start
         timings.append(took)
