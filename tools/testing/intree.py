@@ -440,9 +440,43 @@ def strip_omitted(lines, name, parts=None):
     return out
 
 
+def eq_sides(cond):
+    """(left, right) when `cond` is one comparison `left == right` at its top level (no `&&`,
+    `||` or other `==` beside it), else None."""
+    depth, in_str, at, p = 0, False, None, 0
+    while p < len(cond):
+        c = cond[p]
+        if in_str:
+            if c == '\\':
+                p += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in '([{':
+            depth += 1
+        elif c in ')]}':
+            depth -= 1
+        elif depth == 0 and cond.startswith(('&&', '||'), p):
+            return None
+        elif depth == 0 and cond.startswith('==', p):
+            if at is not None:
+                return None
+            at = p
+            p += 1
+        p += 1
+    if at is None:
+        return None
+    left, right = cond[:at].strip(), cond[at + 2:].strip()
+    if not left or not right or left.endswith(('!', '<', '>', '=')) or right.startswith('='):
+        return None
+    return left, right
+
+
 def kunit_asserts(text, name):
     """The library's `check!(cond, fmt, args..)` (which returns an error, so that destructors
-    run) becomes KUnit's `assert!(cond)` of `#[kunit_tests]`, which takes no message."""
+    run) becomes KUnit's `assert!(cond)` of `#[kunit_tests]`, which takes no message, or its
+    `assert_eq!(left, right)` for a comparison `left == right`."""
     out = []
     i = 0
     call = re.compile(r'\bcheck!\(')
@@ -473,7 +507,8 @@ def kunit_asserts(text, name):
             p += 1
         cond = text[k:comma if comma is not None else p - 1].strip()
         out.append(text[i:m.start()])
-        out.append(f'assert!({cond})')
+        sides = eq_sides(cond)
+        out.append(f'assert_eq!({sides[0]}, {sides[1]})' if sides else f'assert!({cond})')
         i = p
     text = ''.join(out)
     return re.sub(r'^\s*use super::super::check;\n', '', text, flags=re.M)
