@@ -34,8 +34,9 @@ patch adds are marked `// upstream-part NAME: begin`/`end` (unpaired markers sto
 generation), cfgs that only exist out of tree are evaluated (the sheaf API is there from the
 patch that adds it; `Flags::as_raw()` is used inside the kernel crate; compat cfgs are probed
 in the tree's sources as scripts/compat.mk does), test cfgs become a Kconfig symbol added with
-the first tests, `check!` becomes KUnit's `assert!`, `SLAB_*` bits become RUST_CONST_HELPER_
-constants, names lose the rslab prefix, paragraphs about the out-of-tree build are dropped, the
+the first tests, `check!` becomes KUnit's `assert!` or `assert_eq!`, `SLAB_*` bits become
+RUST_CONST_HELPER_ constants, the slab allocation macros get Rust helpers in
+rust/helpers/slab.c, `// upstream-as:` lines take their in-tree text, names lose the rslab prefix, paragraphs about the out-of-tree build are dropped, the
 files are formatted with the tree's rustfmt configuration, and any "rslab" left over stops the
 generation.
 """
