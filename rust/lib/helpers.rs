@@ -9,14 +9,14 @@
 //! that `/proc/allocinfo` attributes the allocation; a slab allocation made without it is
 //! attributed to nobody, makes `CONFIG_MEM_ALLOC_PROFILING_DEBUG` warn ("current->alloc_tag
 //! not set"), and when the slab cannot allocate its object-extension vector, it marks the NULL
-//! tag inaccurate (a NULL dereference). Without allocation profiling `alloc_hooks()` is the
-//! call itself, and so are these functions.
+//! tag inaccurate (a NULL dereference). The functions here make the macros' calls, hooks
+//! included; without allocation profiling `alloc_hooks()` is the call itself.
 //!
 //! Out of tree, every module that includes the library compiles `rust/lib/helpers.c` into itself
 //! and sets `cfg(rslab_helpers)`: with allocation profiling the calls go through that file's
 //! functions, each the C macro's call, attributed to its line there. The same file keeps the
-//! list of the module's cache names (see `create()`). In the tree (no such file) the library
-//! calls the `_noprof` functions itself.
+//! list of the module's cache names (see `create()`). In the tree the calls go through the
+//! kernel crate's helpers of `rust/helpers/slab.c`, which `tools/testing/intree.py` adds there.
 
 use kernel::{bindings, prelude::*};
 // upstream-part alloc: begin
@@ -159,8 +159,10 @@ pub(crate) unsafe fn create(
     // SAFETY: `name` is a NUL-terminated string (the slab copies it); the caller guarantees
     // `args`.
     let p = unsafe { bindings::__kmem_cache_create_args(name.as_char_ptr(), size, args, flags) };
+    // upstream-omit: begin
     // The helper returns a cache or an `ERR_PTR()`, the kernel's function a cache or NULL.
     let p = kernel::error::from_err_ptr(p)?;
+    // upstream-omit: end
     if p.is_null() {
         return Err(ENOMEM);
     }
@@ -171,6 +173,7 @@ pub(crate) unsafe fn create(
     Ok((p, name))
 }
 
+#[cfg(rslab_helpers)]
 /// Destroys a cache made by [`create`]: `kmem_cache_destroy(s)`.
 ///
 /// # Safety
@@ -178,15 +181,18 @@ pub(crate) unsafe fn create(
 /// `s` and `name` are a cache and its name returned together by [`create`], owned by the
 /// caller; neither is used afterwards.
 pub(crate) unsafe fn destroy(s: *mut bindings::kmem_cache, name: &Name) {
-    #[cfg(rslab_helpers)]
     // SAFETY: By the caller's guarantees; `name.0` is the helper's entry for this cache's name.
-    unsafe {
-        c::rslab_kmem_cache_destroy(s, name.0)
-    };
-    #[cfg(not(rslab_helpers))]
-    {
-        let Name(()) = *name;
-        // SAFETY: By the caller's guarantees.
-        unsafe { bindings::kmem_cache_destroy(s) };
-    }
+    unsafe { c::rslab_kmem_cache_destroy(s, name.0) };
+}
+
+#[cfg(not(rslab_helpers))]
+/// Destroys a cache made by [`create`]: `kmem_cache_destroy(s)`.
+///
+/// # Safety
+///
+/// `s` and `name` are a cache and its name returned together by [`create`], owned by the
+/// caller; neither is used afterwards.
+pub(crate) unsafe fn destroy(s: *mut bindings::kmem_cache, _name: &Name) {
+    // SAFETY: By the caller's guarantees.
+    unsafe { bindings::kmem_cache_destroy(s) };
 }

@@ -73,6 +73,7 @@ pub fn param<T: Copy>(p: &kernel::module_param::ModuleParamAccess<T>) -> T {
     v
 }
 
+#[cfg(rslab_pin_init_raw)]
 /// Runs the pinned initialiser `init` on `slot`, on every kernel rslab supports.
 ///
 /// 7.3's pin-init renamed `PinInit::__pinned_init()` to `__init()` and added `raw_try_init()`
@@ -88,13 +89,28 @@ pub(crate) unsafe fn pin_init_slot<T, E>(
     slot: *mut T,
     init: impl pin_init::PinInit<T, E>,
 ) -> Result<(), E> {
-    #[cfg(rslab_pin_init_raw)]
     // SAFETY: The caller guarantees `raw_try_init`'s requirements, which are the ones above.
-    let r = unsafe { pin_init::raw_try_init(slot, init) };
-    #[cfg(not(rslab_pin_init_raw))]
+    unsafe { pin_init::raw_try_init(slot, init) }
+}
+
+#[cfg(not(rslab_pin_init_raw))]
+/// Runs the pinned initialiser `init` on `slot`, on every kernel rslab supports.
+///
+/// 7.3's pin-init renamed `PinInit::__pinned_init()` to `__init()` and added `raw_try_init()`
+/// to call it; `scripts/compat.mk` sets `cfg(rslab_pin_init_raw)` for that form.
+///
+/// # Safety
+///
+/// - `slot` is valid for writes of a `T` and holds no value.
+/// - If `Err` is returned, the caller does not touch `*slot` other than to deallocate it.
+/// - `*slot` does not move until it is dropped.
+#[inline(always)]
+pub(crate) unsafe fn pin_init_slot<T, E>(
+    slot: *mut T,
+    init: impl pin_init::PinInit<T, E>,
+) -> Result<(), E> {
     // SAFETY: The caller guarantees `__pinned_init`'s requirements, which are the ones above.
-    let r = unsafe { init.__pinned_init(slot) };
-    r
+    unsafe { init.__pinned_init(slot) }
 }
 
 /// Checks a condition in a test or self-check; on failure, logs what was expected and where,

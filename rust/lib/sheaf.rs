@@ -221,7 +221,9 @@ impl<'c, T> Sheaf<'c, T> {
         self.unclaimed.set(n - 1);
         Ok(Slot {
             sheaf: self,
+            // upstream-omit: begin
             gfp: 0,
+            // upstream-omit: end
         })
     }
 
@@ -277,7 +279,9 @@ impl<'c, T> Sheaf<'c, T> {
         self.unclaimed.set(left - N);
         Ok(core::array::from_fn(|_| Slot {
             sheaf: self,
+            // upstream-omit: begin
             gfp: 0,
+            // upstream-omit: end
         }))
     }
     // upstream-omit: end
@@ -366,7 +370,9 @@ impl<T> Drop for Sheaf<'_, T> {
 /// The slot's object is not counted in `sheaf.unclaimed`, so the sheaf holds an object for it.
 pub struct Slot<'s, 'c, T> {
     sheaf: &'s Sheaf<'c, T>,
+    // upstream-omit: begin
     gfp: u32,
+    // upstream-omit: end
 }
 
 impl<'s, 'c, T> Slot<'s, 'c, T> {
@@ -390,12 +396,12 @@ impl<'s, 'c, T> Slot<'s, 'c, T> {
         let this = mem::ManuallyDrop::new(self);
         let sheaf = this.sheaf;
         // SAFETY: By `Sheaf`'s invariant `raw` is a live sheaf of `cache`; by this slot's
-        // invariant it holds an unclaimed object, so the call returns one. `gfp` holds only
-        // `__GFP_ZERO` and `__GFP_ACCOUNT`, which is what the function accepts.
+        // invariant it holds an unclaimed object, so the call returns one. The flags hold at
+        // most `__GFP_ZERO` and `__GFP_ACCOUNT`, which is what the function accepts.
         let p = unsafe {
             super::helpers::kmem_cache_alloc_from_sheaf(
                 sheaf.cache.as_raw(),
-                this.gfp,
+                this.gfp, // upstream-as: 0,
                 sheaf.raw.as_ptr(),
             )
         };
@@ -573,7 +579,9 @@ impl<'s, 'c, T> Iterator for Claims<'s, 'c, T> {
         self.left -= 1;
         Some(Slot {
             sheaf: self.sheaf,
+            // upstream-omit: begin
             gfp: 0,
+            // upstream-omit: end
         })
     }
 
@@ -1007,8 +1015,10 @@ mod tests {
         // objects, far more than a test guest's memory, with `GFP_NOWAIT` so that nothing
         // reclaims or invokes the OOM killer, less its `__GFP_NOWARN` (7.x's `GFP_NOWAIT`
         // includes it), so that only the library's flag keeps them quiet. They must fail with
-        // ENOMEM and print no allocation-failure report (the runner fails a boot with a call
-        // trace).
+        // ENOMEM and print no allocation-failure report.
+        // upstream-omit: begin
+        // The runner fails a boot with a call trace.
+        // upstream-omit: end
         let loud = GFP_NOWAIT & !__GFP_NOWARN;
         let c = KmemCache::<[u8; 65536]>::new(c"rslab_test_quiet", CacheOptions::new())?;
         check!(

@@ -36,8 +36,9 @@ patch adds are marked `// upstream-part NAME: begin`/`end` (unpaired markers sto
 generation), cfgs that only exist out of tree are evaluated (the sheaf API is there from the
 patch that adds it; `Flags::as_raw()` is used inside the kernel crate; compat cfgs are probed
 in the tree's sources as scripts/compat.mk does), test cfgs become a Kconfig symbol added with
-the first tests, `check!` becomes KUnit's `assert!`, `SLAB_*` bits become RUST_CONST_HELPER_
-constants, names lose the rslab prefix, paragraphs about the out-of-tree build are dropped, the
+the first tests, `check!` becomes KUnit's `assert!` or `assert_eq!`, `SLAB_*` bits become
+RUST_CONST_HELPER_ constants, the slab allocation macros get Rust helpers in
+rust/helpers/slab.c, `// upstream-as:` lines take their in-tree text, names lose the rslab prefix, paragraphs about the out-of-tree build are dropped, the
 files are formatted with the tree's rustfmt configuration, and any "rslab" left over stops the
 generation.
 """
@@ -104,7 +105,13 @@ kmem_cache_alloc() objects.
 
 Flags in GFP_SLAB_BUG_MASK are refused with an error before the slab
 allocator would warn about them; the raw gfp_t comes from
-Flags::as_raw().''',
+Flags::as_raw().
+
+kmem_cache_alloc() is a macro that sets the allocation tag of
+CONFIG_MEM_ALLOC_PROFILING around kmem_cache_alloc_noprof(); add it to
+rust/helpers/slab.c, as krealloc_node_align() is, so that the objects
+are attributed in /proc/allocinfo and the slab never finds
+current->alloc_tag unset.''',
     },
     {
         'files': [],
@@ -156,7 +163,8 @@ a sheaf. Claiming checks the reservation outside the critical section;
 under the lock, Slot::alloc() returns a SlabBox with no error to handle
 and never sleeps. The bookkeeping is one counter per sheaf and no
 atomic operation per object. A cache's minimum sheaf capacity becomes a
-creation option.
+creation option. kmem_cache_alloc_from_sheaf(), a macro, gets a Rust
+helper for its allocation tag, as kmem_cache_alloc() did.
 
 The sheaf functions are not exported to modules, so this API serves
 built-in users only; a module user would come with an mm patch that
@@ -222,7 +230,33 @@ RENAMES = [
     (re.compile(r' of rslab\'s\.'), '.'),
     (re.compile(r'rslab refuses it'), 'KmemCache::new() refuses it'),
     (re.compile(r', on every kernel rslab supports\.'), '.'),
+    # The slab allocations go through the helpers of rust/helpers/slab.c (see `SLAB_HELPERS`),
+    # which are C's macros with their `alloc_hooks()`, as `krealloc_node_align()`'s is.
+    (re.compile(r'\bbindings::(kmem_cache_alloc(?:_from_sheaf)?)_noprof\('), r'bindings::\1('),
 ]
+
+# The Rust helpers of rust/helpers/slab.c that the in-tree sources call: C's allocation macros,
+# so that with CONFIG_MEM_ALLOC_PROFILING the allocation has its `current->alloc_tag` (a slab
+# allocation without one warns with CONFIG_MEM_ALLOC_PROFILING_DEBUG, goes unattributed in
+# /proc/allocinfo, and dereferences the NULL tag when the object extensions cannot be
+# allocated).
+SLAB_HELPERS = {
+    'kmem_cache_alloc': """
+__rust_helper void *__must_check
+rust_helper_kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
+{
+	return kmem_cache_alloc(s, flags);
+}
+""",
+    'kmem_cache_alloc_from_sheaf': """
+__rust_helper void *__must_check
+rust_helper_kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
+					struct slab_sheaf *sheaf)
+{
+	return kmem_cache_alloc_from_sheaf(s, gfp, sheaf);
+}
+""",
+}
 
 
 def log(msg):
@@ -313,6 +347,9 @@ def eval_cfgs(lines, cfgs, name):
             if value:
                 i += 1
             else:
+                # The item's doc comment goes with it, whether above or below the cfg.
+                while out and re.match(r'^\s*///', out[-1]):
+                    out.pop()
                 i = item_end(lines, i + 1)
             continue
         if m and m.group(2) != 'rslab_lib_tests':
@@ -369,6 +406,9 @@ def drop_paragraphs(lines):
 # that step's `parts`. Markers must pair up and nest, and a patch that still refers to what
 # was left out does not build, which check-intree reports.
 MARKER = re.compile(r'^\s*// upstream-(omit|part (\w+)): (begin|end)\s*$')
+# A line `CODE // upstream-as: TEXT` is `TEXT` in the tree, at the line's indentation: for the
+# few expressions whose out-of-tree form uses what the tree leaves out.
+AS_MARKER = re.compile(r'^(\s*)\S.*?\s*// upstream-as: (.*)$')
 
 
 def strip_omitted(lines, name, parts=None):
@@ -377,6 +417,9 @@ def strip_omitted(lines, name, parts=None):
     out = []
     stack = []
     for i, l in enumerate(lines):
+        a = AS_MARKER.match(l)
+        if a:
+            l = a.group(1) + a.group(2)
         m = MARKER.match(l)
         if not m:
             if 'upstream-' in l and re.search(r'//\s*upstream-', l):
@@ -400,9 +443,43 @@ def strip_omitted(lines, name, parts=None):
     return out
 
 
+def eq_sides(cond):
+    """(left, right) when `cond` is one comparison `left == right` at its top level (no `&&`,
+    `||` or other `==` beside it), else None."""
+    depth, in_str, at, p = 0, False, None, 0
+    while p < len(cond):
+        c = cond[p]
+        if in_str:
+            if c == '\\':
+                p += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in '([{':
+            depth += 1
+        elif c in ')]}':
+            depth -= 1
+        elif depth == 0 and cond.startswith(('&&', '||'), p):
+            return None
+        elif depth == 0 and cond.startswith('==', p):
+            if at is not None:
+                return None
+            at = p
+            p += 1
+        p += 1
+    if at is None:
+        return None
+    left, right = cond[:at].strip(), cond[at + 2:].strip()
+    if not left or not right or left.endswith(('!', '<', '>', '=')) or right.startswith('='):
+        return None
+    return left, right
+
+
 def kunit_asserts(text, name):
     """The library's `check!(cond, fmt, args..)` (which returns an error, so that destructors
-    run) becomes KUnit's `assert!(cond)` of `#[kunit_tests]`, which takes no message."""
+    run) becomes KUnit's `assert!(cond)` of `#[kunit_tests]`, which takes no message, or its
+    `assert_eq!(left, right)` for a comparison `left == right`."""
     out = []
     i = 0
     call = re.compile(r'\bcheck!\(')
@@ -433,7 +510,8 @@ def kunit_asserts(text, name):
             p += 1
         cond = text[k:comma if comma is not None else p - 1].strip()
         out.append(text[i:m.start()])
-        out.append(f'assert!({cond})')
+        sides = eq_sides(cond)
+        out.append(f'assert_eq!({sides[0]}, {sides[1]})' if sides else f'assert!({cond})')
         i = p
     text = ''.join(out)
     return re.sub(r'^\s*use super::super::check;\n', '', text, flags=re.M)
@@ -555,6 +633,12 @@ def tree_files(step, cfgs, ksrc):
         die('rust/kernel/alloc.rs declares no module')
     last = decls[-1]
     out['rust/kernel/alloc.rs'] = alloc[:last.end()] + 'pub mod slab;\n' + alloc[last.end():]
+    # The slab allocation macros the sources call, as Rust helpers.
+    used = [h for h in SLAB_HELPERS
+            if any(re.search(rf'\bbindings::{h}\(', t) for t in out.values())]
+    if used:
+        slab_c = (ksrc / 'rust/helpers/slab.c').read_text()
+        out['rust/helpers/slab.c'] = slab_c + ''.join(SLAB_HELPERS[h] for h in used)
     # The SLAB_* flags the sources use, as constants of the bindings.
     flags = sorted({m for t in out.values() for m in re.findall(r'bindings::(SLAB_\w+)', t)})
     if flags:
