@@ -443,12 +443,13 @@ def strip_omitted(lines, name, parts=None):
     return out
 
 
-def eq_sides(cond):
-    """(left, right) when `cond` is one comparison `left == right` at its top level (no `&&`,
-    `||` or other `==` beside it), else None."""
-    depth, in_str, at, p = 0, False, None, 0
-    while p < len(cond):
-        c = cond[p]
+def rust_chars(text, start=0, depth=0):
+    """(offset, character, bracket depth before it) for each character of `text` from `start`
+    that is not inside a string literal, `depth` being the depth at `start`."""
+    in_str = False
+    p = start
+    while p < len(text):
+        c = text[p]
         if in_str:
             if c == '\\':
                 p += 1
@@ -456,18 +457,28 @@ def eq_sides(cond):
                 in_str = False
         elif c == '"':
             in_str = True
-        elif c in '([{':
-            depth += 1
-        elif c in ')]}':
-            depth -= 1
-        elif depth == 0 and cond.startswith(('&&', '||'), p):
+        else:
+            yield p, c, depth
+            if c in '([{':
+                depth += 1
+            elif c in ')]}':
+                depth -= 1
+        p += 1
+
+
+def eq_sides(cond):
+    """(left, right) when `cond` is one comparison `left == right` at its top level (no `&&`,
+    `||` or other `==` beside it), else None."""
+    at = None
+    for p, c, depth in rust_chars(cond):
+        if depth != 0 or (at is not None and p == at + 1):
+            continue
+        if cond.startswith(('&&', '||'), p):
             return None
-        elif depth == 0 and cond.startswith('==', p):
+        if cond.startswith('==', p):
             if at is not None:
                 return None
             at = p
-            p += 1
-        p += 1
     if at is None:
         return None
     left, right = cond[:at].strip(), cond[at + 2:].strip()
@@ -489,25 +500,15 @@ def kunit_asserts(text, name):
             out.append(text[i:])
             break
         k = m.end()
-        depth, p, comma, in_str = 1, k, None, False
-        while depth:
-            if p >= len(text):
-                die(f'{name}: unterminated check! at offset {m.start()}')
-            c = text[p]
-            if in_str:
-                if c == '\\':
-                    p += 1
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c in '([{':
-                depth += 1
-            elif c in ')]}':
-                depth -= 1
-            elif c == ',' and depth == 1 and comma is None:
-                comma = p
-            p += 1
+        comma, p = None, None
+        for q, c, depth in rust_chars(text, k, 1):
+            if depth == 1 and c in ')]}':
+                p = q + 1
+                break
+            if depth == 1 and c == ',' and comma is None:
+                comma = q
+        if p is None:
+            die(f'{name}: unterminated check! at offset {m.start()}')
         cond = text[k:comma if comma is not None else p - 1].strip()
         out.append(text[i:m.start()])
         sides = eq_sides(cond)
